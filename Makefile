@@ -1,0 +1,65 @@
+# sheep-runtime. `make run` is the main job, `make test` runs every test tier.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps
+PROTO := proto/sheep/runtime/v1/runtime.proto
+GEN_DIR := clients/python
+STATE_DIR ?= /var/lib/sheep
+RUN_DIR ?= /run/sheep
+
+.PHONY: install apt proto check-proto run stop test unit kernel lint bench clean
+
+install: $(VENV)/.installed
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml | apt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The client first: it carries the generated stubs the daemon imports.
+	$(PY) -m pip install -q -e clients/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+proto: install
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
+	  --grpc_python_out=$(GEN_DIR) $(PROTO)
+
+check-proto: install
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --pyi_out=$$tmp \
+	  --grpc_python_out=$$tmp $(PROTO); \
+	for f in runtime_pb2.py runtime_pb2.pyi runtime_pb2_grpc.py; do \
+	  cmp -s $$tmp/sheep/runtime/v1/$$f $(GEN_DIR)/sheep/runtime/v1/$$f || \
+	    { echo "generated $$f is stale: run 'make proto'"; exit 1; }; \
+	done; echo "generated code is fresh"
+
+run: install
+	@scripts/run-demo.sh
+
+stop:
+	@pid=$$(cat $(STATE_DIR)/sheepd.lock 2>/dev/null); \
+	[ -n "$$pid" ] && kill $$pid && echo "sheepd ($$pid) stopped" || echo "sheepd is not running"
+
+lint: install
+	$(VENV)/bin/ruff check sheep_runtime clients/python/sheep_client tests bench
+	$(VENV)/bin/mypy sheep_runtime clients/python/sheep_client
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+test: install check-proto lint
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/bench_ipam.py
+	$(PY) bench/bench_attach.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info clients/python/*.egg-info

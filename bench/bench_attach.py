@@ -1,0 +1,157 @@
+"""AttachNetwork / DetachNetwork latency and throughput of a real sheepd, against the
+shell-out baseline of the original Sheep runtime, measured in the same run.
+
+Everything runs inside a throwaway sandbox netns (sheepd, bridge, containers); the only
+packets sent are pings from containers to their own gateway. Prints a table and ratios.
+Usage: python bench/bench_attach.py [--containers 200] [--scale 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sheep.runtime.v1 import runtime_pb2 as pb  # noqa: E402
+
+from tests.sandbox import Sandbox, in_netns, sandbox, sh  # noqa: E402
+
+
+def pct(samples: Sequence[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def timed(fn: Callable[[int], None], items: Sequence[int], concurrency: int
+          ) -> tuple[list[float], float]:
+    """Per-call latencies (s) and the wall time of the whole run."""
+    def one(i: int) -> float:
+        t0 = time.perf_counter()
+        fn(i)
+        return time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        lat = list(pool.map(one, items))
+    return lat, time.perf_counter() - t0
+
+
+def row(name: str, lat: Sequence[float], wall: float) -> dict[str, float]:
+    r = {"p50": pct(lat, 0.5) * 1e3, "p90": pct(lat, 0.9) * 1e3, "p99": pct(lat, 0.99) * 1e3,
+         "rate": len(lat) / wall}
+    print(f"{name:<34} p50 {r['p50']:7.2f} ms  p90 {r['p90']:7.2f} ms  "
+          f"p99 {r['p99']:7.2f} ms  {r['rate']:8.1f}/s", flush=True)
+    return r
+
+
+def make_containers(box: Sandbox, n: int) -> list[str]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda i: box.run("/bin/sleep", "3600",
+                                               network_mode="none").id, range(n)))
+
+
+def bench_sheepd(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, float], ...]:
+    ids = make_containers(box, n)
+    api = box.api
+
+    def attach(i: int) -> None:
+        api.AttachNetwork(pb.AttachNetworkRequest(container_id=ids[i], network="sheep0"))
+
+    def detach(i: int) -> None:
+        api.DetachNetwork(pb.DetachNetworkRequest(container_id=ids[i], network="sheep0"))
+
+    a = row(f"sheepd attach  (concurrency {concurrency})", *timed(attach, range(n), concurrency))
+    d = row(f"sheepd detach  (concurrency {concurrency})", *timed(detach, range(n), concurrency))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda c: api.RemoveContainer(pb.RemoveContainerRequest(id=c, force=True)),
+                      ids))
+    return a, d
+
+
+def bench_baseline(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, float], ...]:
+    """The original runtime's sequence: one `ip`/`nsenter` exec per step."""
+    names = [f"bl{box.tag}{i}" for i in range(n)]
+    for name in names:
+        sh("ip", "netns", "add", name)
+    sbx = box.name
+
+    def attach(i: int) -> None:
+        v, ns, addr = f"blv{i}", names[i], f"10.20.{200 + i // 250}.{1 + i % 250}/16"
+        for argv in (
+            ["ip", "-n", sbx, "link", "add", v, "type", "veth", "peer", "name", f"{v}p"],
+            ["ip", "-n", sbx, "link", "set", v, "master", box.bridge, "up"],
+            ["ip", "-n", sbx, "link", "set", f"{v}p", "netns", ns],
+            ["nsenter", f"--net=/run/netns/{ns}", "ip", "link", "set", f"{v}p", "name", "eth0"],
+            ["nsenter", f"--net=/run/netns/{ns}", "ip", "addr", "add", addr, "dev", "eth0"],
+            ["nsenter", f"--net=/run/netns/{ns}", "ip", "link", "set", "eth0", "up"],
+            ["nsenter", f"--net=/run/netns/{ns}", "ip", "link", "set", "lo", "up"],
+            ["nsenter", f"--net=/run/netns/{ns}", "ip", "route", "add", "default",
+             "via", "10.20.0.1"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+
+    def detach(i: int) -> None:
+        subprocess.run(["ip", "-n", sbx, "link", "del", f"blv{i}"], check=True,
+                       capture_output=True)
+
+    try:
+        a = row(f"baseline attach (concurrency {concurrency})",
+                *timed(attach, range(n), concurrency))
+        d = row(f"baseline detach (concurrency {concurrency})",
+                *timed(detach, range(n), concurrency))
+    finally:
+        for name in names:
+            sh("ip", "netns", "del", name, check=False)
+    return a, d
+
+
+def bench_scale(box: Sandbox, total: int) -> None:
+    """Attach p50 for the first and last hundred of `total` containers on one bridge."""
+    ids = make_containers(box, total)
+    lat: list[float] = []
+    for cid in ids:
+        t0 = time.perf_counter()
+        box.api.AttachNetwork(pb.AttachNetworkRequest(container_id=cid, network="sheep0"))
+        lat.append(time.perf_counter() - t0)
+    print(f"scale: attach p50 containers 1-100: {statistics.median(lat[:100]) * 1e3:.2f} ms, "
+          f"{total - 99}-{total}: {statistics.median(lat[-100:]) * 1e3:.2f} ms")
+    netns = [box.api.Inspect(pb.InspectRequest(id=c)).netns_path for c in ids]
+    with ThreadPoolExecutor(8) as pool:
+        ok = sum(pool.map(lambda p: in_netns(p, "ping", "-c1", "-W2", "10.20.0.1")
+                          .returncode == 0, netns))
+    print(f"scale: {ok} of {total} containers reach the gateway")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--containers", type=int, default=200)
+    p.add_argument("--scale", type=int, default=1000)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp)) as box:
+        box.start(extra=["--log-level", "warning"])
+        results = {}
+        for c in (1, 8):
+            results[("sheepd", c)] = bench_sheepd(box, a.containers, c)
+            results[("baseline", c)] = bench_baseline(box, a.containers, c)
+        print()
+        for c in (1, 8):
+            (sa, sd), (ba, bd) = results[("sheepd", c)], results[("baseline", c)]
+            print(f"concurrency {c}: attach p50 {ba['p50'] / sa['p50']:.1f}x faster than "
+                  f"baseline, {sa['rate'] / ba['rate']:.1f}x the rate; detach "
+                  f"{sd['rate'] / bd['rate']:.1f}x the rate")
+        d1, d8 = results[("sheepd", 1)][1], results[("sheepd", 8)][1]
+        print(f"detach throughput, concurrency 8 vs 1: {d8['rate'] / d1['rate']:.1f}x")
+        if a.scale:
+            print()
+            bench_scale(box, a.scale)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""gRPC API: the only layer that sees generated protobuf types."""

@@ -1,0 +1,97 @@
+"""The border between protobuf messages and ops' plain types, both ways."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sheep.runtime.v1 import runtime_pb2 as pb
+
+from sheep_runtime.errors import InvalidArgument
+from sheep_runtime.model import Container, ContainerState, Event, PortMapping
+from sheep_runtime.ops.networks import NetworkSpec
+from sheep_runtime.ops.specs import AttachSpec, ContainerSpec, attach_spec, container_spec
+from sheep_runtime.ops.views import AttachmentView, ContainerView, NetworkView
+
+_STATE = {
+    ContainerState.CREATED: pb.Container.CREATED,
+    ContainerState.RUNNING: pb.Container.RUNNING,
+    ContainerState.EXITED: pb.Container.EXITED,
+}
+
+
+def timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def port_from_pb(p: pb.PortMapping) -> PortMapping:
+    proto = p.protocol.lower() or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise InvalidArgument(f"unknown protocol {p.protocol!r}: use tcp or udp",
+                              field="ports.protocol")
+    return PortMapping(protocol=proto, host_ip=p.host_ip, host_port=p.host_port,
+                       container_port=p.container_port, count=p.count or 1)
+
+
+def port_to_pb(p: PortMapping) -> pb.PortMapping:
+    return pb.PortMapping(protocol=p.protocol, host_ip=p.host_ip, host_port=p.host_port,
+                          container_port=p.container_port, count=p.count)
+
+
+def attach_spec_from_pb(*, network: str, ip: str, ports: list[pb.PortMapping],
+                        interface_name: str) -> AttachSpec:
+    return attach_spec(network=network, ip=ip, ports=[port_from_pb(p) for p in ports],
+                       interface_name=interface_name)
+
+
+def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
+    nets = [attach_spec_from_pb(network=n.network, ip=n.ip, ports=list(n.ports),
+                                interface_name=n.interface_name) for n in r.networks]
+    return container_spec(name=r.name, command=list(r.command), env=dict(r.env),
+                          hostname=r.hostname, networks=nets, network_mode=r.network_mode)
+
+
+def network_spec_from_pb(r: pb.CreateNetworkRequest) -> NetworkSpec:
+    return NetworkSpec(name=r.name, subnet=r.subnet, gateway=r.gateway, bridge=r.bridge,
+                       mtu=r.mtu, internal=r.internal,
+                       icc=r.icc if r.HasField("icc") else True)
+
+
+def attachment_to_pb(v: AttachmentView) -> pb.NetworkAttachment:
+    a = v.attachment
+    return pb.NetworkAttachment(
+        network=v.network_name, interface_name=a.interface_name,
+        ip_address=str(a.address.ip), prefix_length=a.address.network.prefixlen,
+        gateway=str(a.gateway), mac_address=a.mac, host_interface=a.host_interface,
+        link_state=v.link_state.value, ports=[port_to_pb(p) for p in a.ports],
+        container_id=a.container_id)
+
+
+def container_to_pb(v: ContainerView) -> pb.Container:
+    c: Container = v.container
+    return pb.Container(
+        id=c.id, name=c.name, state=_STATE[c.state], pid=c.pid,
+        exit_code=c.exit_code if c.exit_code is not None else 0,
+        command=list(c.command), hostname=c.hostname,
+        created_at=timestamp(c.created_at), started_at=timestamp(c.started_at),
+        finished_at=timestamp(c.finished_at),
+        networks=[attachment_to_pb(a) for a in v.attachments],
+        ports=[port_to_pb(p) for a in v.attachments for p in a.attachment.ports],
+        netns_path=c.netns_path, log_path=v.log_path, env=dict(c.env))
+
+
+def network_to_pb(v: NetworkView) -> pb.Network:
+    n = v.network
+    return pb.Network(
+        id=n.id, name=n.name, bridge=n.bridge, subnet=str(n.subnet), gateway=str(n.gateway),
+        mtu=n.mtu, internal=n.internal, icc=n.icc, leases_allocated=v.leases_allocated,
+        leases_capacity=v.leases_capacity, created_at=timestamp(n.created_at),
+        containers=list(v.containers))
+
+
+def event_to_pb(e: Event) -> pb.Event:
+    return pb.Event(id=e.id, time=timestamp(e.time), type=e.type,
+                    container_id=e.container_id, network=e.network,
+                    attributes=dict(e.attributes))

@@ -1,0 +1,86 @@
+"""Every Prometheus metric of the daemon, in one place.
+
+Names use the `sheep_` prefix and base units; labels stay bounded (network, phase,
+op, result, kind, state) and never carry a container id or an address.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+# 100 µs .. 10 s
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                   0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The daemon's metrics, registered in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Info("sheep_build", "Version of sheepd and its libraries.",
+                               registry=r)
+        self.setup_seconds = Histogram(
+            "sheep_network_setup_duration_seconds",
+            "Time to attach a container to a network, by phase.",
+            ["network", "phase"], buckets=LATENCY_BUCKETS, registry=r)
+        self.teardown_seconds = Histogram(
+            "sheep_network_teardown_duration_seconds",
+            "Time to detach a container from a network, by phase.",
+            ["network", "phase"], buckets=LATENCY_BUCKETS, registry=r)
+        self.container_start_seconds = Histogram(
+            "sheep_container_start_duration_seconds",
+            "Time from the create call to the container's process running.",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.leases_allocated = Gauge("sheep_ipam_leases_allocated",
+                                      "Addresses leased now.", ["network"], registry=r)
+        self.leases_capacity = Gauge("sheep_ipam_leases_capacity",
+                                     "Addresses that can be leased.", ["network"], registry=r)
+        self.allocations = Counter("sheep_ipam_allocations", "Addresses leased.",
+                                   ["network"], registry=r)
+        self.releases = Counter("sheep_ipam_releases", "Leases released.",
+                                ["network"], registry=r)
+        self.exhausted = Counter("sheep_ipam_exhausted",
+                                 "Allocations refused because the pool was full.",
+                                 ["network"], registry=r)
+        self.reclaimed = Counter("sheep_ipam_reclaimed",
+                                 "Leases of vanished containers reclaimed.",
+                                 ["network"], registry=r)
+        self.containers = Gauge("sheep_containers", "Containers by state.", ["state"],
+                                registry=r)
+        self.networks = Gauge("sheep_networks", "Networks defined.", registry=r)
+        self.netlink_events = Counter("sheep_netlink_events", "Netlink events received.",
+                                      ["type"], registry=r)
+        self.netlink_lag = Histogram("sheep_netlink_event_lag_seconds",
+                                     "Delay between a netlink event and its processing.",
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.netlink_resyncs = Counter("sheep_netlink_resyncs",
+                                       "Full resyncs after the event socket overflowed.",
+                                       registry=r)
+        self.repairs = Counter("sheep_repairs", "Repairs of state changed from outside.",
+                               ["kind"], registry=r)
+        self.leaks_collected = Counter("sheep_leaks_collected",
+                                       "Leaked kernel objects or leases removed.", ["kind"],
+                                       registry=r)
+        self.operations = Counter("sheep_operations", "API operations by result.",
+                                  ["op", "result"], registry=r)
+        self.events = Counter("sheep_events", "Events published, by type.", ["type"],
+                              registry=r)
+
+    def set_build_info(self, *, version: str, pyroute2: str) -> None:
+        self.build_info.info({"version": version, "python": platform.python_version(),
+                              "pyroute2": pyroute2})

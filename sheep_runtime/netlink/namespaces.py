@@ -1,0 +1,252 @@
+"""Network namespaces pinned by bind mounts, and netlink sockets opened inside them.
+
+Joining a netns (setns) or creating one (unshare) with CLONE_NEWNET changes only the
+calling thread, so every such step runs in a short-lived dedicated thread and the rest
+of the process never leaves its own netns. A socket stays in the netns it was created
+in, and threads inherit the netns of the thread that created them. pyroute2's own
+`netns=` forks the process, which crashes next to grpc: never use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+
+from sheep_runtime.netlink.errors import NamespaceError, link_error, namespace_error
+from sheep_runtime.netlink.transport import RouteSocket
+
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_MNT_DETACH = 2
+_NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: returns the CLONE_NEW* type
+_NETLINK_ROUTE = 0
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, what)
+
+
+def _mount_bind(source: str, target: Path) -> None:
+    ret = _libc.mount(source.encode(), os.fsencode(target), b"none", _MS_BIND, None)
+    _check(ret, "mount")
+
+
+def _umount_detach(target: Path) -> None:
+    _check(_libc.umount2(os.fsencode(target), _MNT_DETACH), "umount2")
+
+
+def _setns(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+    finally:
+        os.close(fd)
+
+
+def _call_in_thread(fn: Callable[[], T], *, name: str) -> T:
+    """Run `fn` in a fresh thread, wait for it, return its result or raise its error."""
+    result: Future[T] = Future()
+
+    def body() -> None:
+        try:
+            result.set_result(fn())
+        except BaseException as exc:  # re-raised in the caller
+            result.set_exception(exc)
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    return result.result()
+
+
+def _mount_points() -> set[str]:
+    """Mount points of the caller's mount namespace (octal escapes decoded)."""
+    with open("/proc/self/mountinfo", "rb") as mountinfo:
+        fields = [line.split()[4] for line in mountinfo]
+    return {field.decode("unicode_escape") for field in fields}
+
+
+def is_pinned_netns(path: Path) -> bool:
+    """True if `path` is a bind mount of a network namespace (an nsfs file)."""
+    try:
+        if os.stat(path).st_dev != os.stat("/proc/self/ns/net").st_dev:
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, _NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def create_pinned_netns(path: Path) -> None:
+    """Create a new, empty netns and pin it at `path` (whose parent must exist).
+
+    Blocking: run it with `asyncio.to_thread`. A stale plain file at `path` is
+    reused; anything mounted there is an error (EEXIST). On failure nothing is
+    left behind.
+    """
+    if is_pinned_netns(path) or str(path.absolute()) in _mount_points():
+        raise NamespaceError(f"create netns {path}: already mounted", errno=errno.EEXIST)
+
+    def create() -> None:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        created = not path.exists()
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+        try:
+            _mount_bind("/proc/thread-self/ns/net", path)
+        except OSError:
+            if created:
+                path.unlink(missing_ok=True)
+            raise
+
+    try:
+        _call_in_thread(create, name="sheep-netns-create")
+    except (OSError, RuntimeError) as exc:  # RuntimeError: can't start a thread
+        raise namespace_error(f"create netns {path}", exc) from exc
+
+
+def delete_pinned_netns(path: Path) -> None:
+    """Unpin the netns at `path` and remove the file; already gone is success.
+
+    The namespace itself goes away once no process, socket or mount holds it.
+    """
+    try:
+        for _ in range(8):  # mounts may be stacked
+            if not is_pinned_netns(path):
+                break
+            _umount_detach(path)
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise namespace_error(f"delete netns {path}", exc) from exc
+
+
+def run_in_netns(path: Path | None, fn: Callable[[], T]) -> T:
+    """Run `fn` in a short-lived thread that joined the netns at `path` and return
+    its result. None means the caller's own netns (fn then runs in the caller).
+
+    Blocking; anything `fn` creates (sockets, threads) lives in that netns.
+    """
+    if path is None:
+        return fn()
+
+    def body() -> T:
+        try:
+            _setns(path)
+        except OSError as exc:
+            raise namespace_error(f"enter netns {path}", exc) from exc
+        return fn()
+
+    return _call_in_thread(body, name="sheep-netns-call")
+
+
+def _route_socket_fd() -> int:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+    return sock.detach()
+
+
+async def _route_socket_fd_in(netns: Path) -> int:
+    """A NETLINK_ROUTE socket fd opened in `netns` without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[int] = loop.create_future()
+
+    def deliver(fd: int | None, exc: BaseException | None) -> None:
+        if waiter.cancelled():
+            if fd is not None:
+                os.close(fd)
+        elif exc is not None:
+            waiter.set_exception(exc)
+        elif fd is not None:
+            waiter.set_result(fd)
+
+    def body() -> None:
+        fd: int | None = None
+        exc: BaseException | None = None
+        try:
+            _setns(netns)
+            fd = _route_socket_fd()
+        except BaseException as err:  # delivered to the awaiting task
+            exc = err
+        try:
+            loop.call_soon_threadsafe(deliver, fd, exc)
+        except RuntimeError:  # the loop is closed: nobody will take the socket
+            if fd is not None:
+                os.close(fd)
+
+    try:
+        threading.Thread(target=body, name="sheep-netns-socket", daemon=True).start()
+        return await waiter
+    except (OSError, RuntimeError) as exc:  # RuntimeError: can't start a thread
+        raise namespace_error(f"open netlink socket in netns {netns}", exc) from exc
+
+
+async def open_route_socket(netns: Path | None = None) -> RouteSocket:
+    """An `AsyncIPRoute` bound to the current event loop, talking to `netns`
+    (None: the caller's netns). The caller closes it."""
+    what = f"open netlink socket in netns {netns or 'self'}"
+    if netns is None:
+        try:
+            fd = _route_socket_fd()
+        except OSError as exc:
+            raise link_error(what, exc) from exc
+    else:
+        fd = await _route_socket_fd_in(netns)
+    try:
+        ipr = RouteSocket(fileno=fd, ext_ack=True)
+    except Exception as exc:
+        os.close(fd)
+        raise link_error(what, exc) from exc
+    try:
+        await ipr.setup_endpoint()  # wraps the fd in a socket owned by this loop's thread
+    except Exception as exc:
+        ipr.close()
+        raise link_error(what, exc) from exc
+    return ipr
+
+
+def open_sync_route_socket(netns: Path | None = None) -> IPRoute:
+    """A blocking `IPRoute` talking to `netns` (None: the caller's netns).
+
+    It is bound to the calling thread: use and close it there.
+    """
+    what = f"open netlink socket in netns {netns or 'self'}"
+    try:
+        fd = run_in_netns(netns, _route_socket_fd)
+    except (OSError, RuntimeError) as exc:
+        raise namespace_error(what, exc) from exc
+    try:
+        return IPRoute(fileno=fd, ext_ack=True)
+    except Exception as exc:
+        # fails before pyroute2 wraps the fd (it creates its event loop first)
+        os.close(fd)
+        raise link_error(what, exc) from exc

@@ -1,0 +1,1 @@
+"""Operations: the only layer that sequences kernel, store and process steps."""

@@ -1,0 +1,204 @@
+"""Networks: their records, address pools and bridges.
+
+The registry is the one owner of every network's AddressPool. A pool counts leases
+that are still being set up, so a network is never removed under an attach in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from sheep_runtime.config import DEFAULT_NETWORK
+from sheep_runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from sheep_runtime.ipam import AddressPool
+from sheep_runtime.ipam.subnets import default_gateway, find_overlap, parse_subnet, validate_gateway
+from sheep_runtime.metrics import Metrics
+from sheep_runtime.model import Network
+from sheep_runtime.names import bridge_mac, bridge_name, new_id, validate_ifname, validate_name
+from sheep_runtime.netlink import LinkManager
+from sheep_runtime.ops.events import EventBus
+from sheep_runtime.ops.locks import KeyedLocks
+from sheep_runtime.ops.views import NetworkView
+from sheep_runtime.store import Store
+
+DEFAULT_MTU = 1500
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A validated CreateNetwork request."""
+
+    name: str
+    subnet: str
+    gateway: str = ""
+    bridge: str = ""
+    mtu: int = 0
+    internal: bool = False
+    icc: bool = True
+
+
+class NetworkRegistry:
+    """Networks, their pools and bridges."""
+
+    def __init__(self, *, store: Store, links: LinkManager, metrics: Metrics,
+                 events: EventBus) -> None:
+        self._store = store
+        self._links = links
+        self._metrics = metrics
+        self._events = events
+        self._networks: dict[str, Network] = {}
+        self._pools: dict[str, AddressPool] = {}
+        self._bridge_index: dict[str, int] = {}
+        self._locks = KeyedLocks()
+
+    async def load(self, *, default_bridge: str, default_subnet: IPv4Network) -> None:
+        """Read networks and leases from the store, create the default network on first
+        start, and ensure every bridge exists with its gateway address and is up."""
+        for net in self._store.networks():
+            self._add(net)
+        if not self._by_name(DEFAULT_NETWORK):
+            nid = new_id()
+            net = Network(id=nid, name=DEFAULT_NETWORK, bridge=default_bridge,
+                          bridge_mac=bridge_mac(nid), subnet=default_subnet,
+                          gateway=default_gateway(default_subnet), mtu=DEFAULT_MTU,
+                          internal=False, icc=True, created_at=time.time())
+            self._store.add_network(net)
+            self._add(net)
+        for net in self._networks.values():
+            leases = [a.address.ip for a in self._store.attachments(network_id=net.id)]
+            self._pools[net.id].restore(leases, cursor=self._store.ipam_cursor(net.id))
+            await self.ensure_bridge(net)
+            self._update_gauges(net)
+        await self._links.set_sysctl("net.ipv4.ip_forward", "1")
+
+    def _add(self, net: Network) -> None:
+        self._networks[net.id] = net
+        self._pools[net.id] = AddressPool(net.subnet, gateway=net.gateway)
+        self._metrics.networks.set(len(self._networks))
+
+    def _by_name(self, name: str) -> Network | None:
+        return next((n for n in self._networks.values() if n.name == name), None)
+
+    async def ensure_bridge(self, net: Network) -> int:
+        """Converge the network's bridge; return its ifindex."""
+        index = await self._links.ensure_bridge(
+            name=net.bridge, mac=net.bridge_mac, gateway=net.gateway_interface, mtu=net.mtu)
+        self._bridge_index[net.id] = index
+        return index
+
+    def bridge_index(self, net: Network) -> int:
+        return self._bridge_index[net.id]
+
+    def get(self, ref: str) -> Network:
+        """A network by name, id or unique id prefix."""
+        if not ref:
+            raise InvalidArgument("a network name or id is required", field="network")
+        net = self._by_name(ref) or self._networks.get(ref)
+        if net:
+            return net
+        found = [n for n in self._networks.values() if n.id.startswith(ref)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise InvalidArgument(f"network id prefix {ref!r} is ambiguous: "
+                                  + ", ".join(n.name for n in found))
+        raise NotFound(f"no network named {ref!r}; see `sheepctl network ls`")
+
+    def get_by_id(self, network_id: str) -> Network:
+        return self._networks[network_id]
+
+    def pool(self, net: Network) -> AddressPool:
+        return self._pools[net.id]
+
+    def all(self) -> list[Network]:
+        return sorted(self._networks.values(), key=lambda n: n.created_at)
+
+    def view(self, net: Network) -> NetworkView:
+        pool = self._pools[net.id]
+        holders = tuple(a.container_id for a in self._store.attachments(network_id=net.id))
+        return NetworkView(network=net, leases_allocated=pool.allocated,
+                           leases_capacity=pool.capacity, containers=holders)
+
+    def update_gauges(self, net: Network) -> None:
+        self._update_gauges(net)
+
+    def _update_gauges(self, net: Network) -> None:
+        pool = self._pools[net.id]
+        self._metrics.leases_allocated.labels(net.name).set(pool.allocated)
+        self._metrics.leases_capacity.labels(net.name).set(pool.capacity)
+
+    async def create(self, spec: NetworkSpec) -> Network:
+        """Validate, make the bridge, record the network."""
+        name = validate_name(spec.name, what="network")
+        subnet = parse_subnet(spec.subnet)
+        gateway = (validate_gateway(subnet, spec.gateway) if spec.gateway
+                   else default_gateway(subnet))
+        mtu = spec.mtu or DEFAULT_MTU
+        if not 68 <= mtu <= 65535:
+            raise InvalidArgument(f"mtu {mtu} is out of range 68-65535", field="mtu")
+        nid = new_id()
+        bridge = validate_ifname(spec.bridge, field="bridge") if spec.bridge else bridge_name(nid)
+        async with self._locks.hold("create"):
+            if self._by_name(name):
+                raise AlreadyExists(f"a network named {name!r} already exists")
+            if any(n.bridge == bridge for n in self._networks.values()):
+                raise AlreadyExists(f"bridge {bridge!r} already belongs to another network")
+            clash = find_overlap(subnet, {n.name: n.subnet for n in self._networks.values()})
+            if clash:
+                raise InvalidArgument(f"subnet {subnet} overlaps network {clash!r}",
+                                      field="subnet")
+            route = await self._host_route_overlap(subnet)
+            if route:
+                raise InvalidArgument(f"subnet {subnet} overlaps the host route {route}",
+                                      field="subnet")
+            if await self._links.link_exists(bridge):
+                raise AlreadyExists(f"an interface named {bridge!r} already exists on the host")
+            net = Network(id=nid, name=name, bridge=bridge, bridge_mac=bridge_mac(nid),
+                          subnet=subnet, gateway=gateway, mtu=mtu, internal=spec.internal,
+                          icc=spec.icc, created_at=time.time())
+            try:
+                await self.ensure_bridge(net)
+                self._store.add_network(net)
+            except BaseException:
+                await self._links.delete_bridge(bridge)
+                self._bridge_index.pop(net.id, None)
+                raise
+            self._add(net)
+            self._update_gauges(net)
+        self._events.publish("network.created", network=name,
+                             attributes={"subnet": str(subnet), "bridge": bridge})
+        return net
+
+    async def _host_route_overlap(self, subnet: IPv4Network) -> str | None:
+        for dst in await self._links.route_destinations():
+            if dst.prefixlen and dst.overlaps(subnet):
+                return str(dst)
+        return None
+
+    async def remove(self, ref: str) -> Network:
+        """Remove a network with no containers attached, and its bridge."""
+        net = self.get(ref)
+        if net.name == DEFAULT_NETWORK:
+            raise FailedPrecondition(f"the default network {DEFAULT_NETWORK} cannot be removed")
+        async with self._locks.hold(net.id):
+            holders = sorted({a.container_id[:12] for a in
+                              self._store.attachments(network_id=net.id)})
+            if holders or self._pools[net.id].allocated:
+                raise FailedPrecondition(
+                    f"network {net.name!r} still has containers attached: "
+                    + (", ".join(holders) or "attach in progress")
+                    + "; detach or remove them first")
+            self._store.remove_network(net.id)
+            del self._networks[net.id], self._pools[net.id]
+            self._bridge_index.pop(net.id, None)
+            self._metrics.networks.set(len(self._networks))
+            self._metrics.leases_allocated.remove(net.name)
+            self._metrics.leases_capacity.remove(net.name)
+            await self._links.delete_bridge(net.bridge)
+        self._events.publish("network.removed", network=net.name)
+        return net
+
+    def lease_holder(self, net: Network, address: IPv4Address) -> str | None:
+        return self._store.lease_holder(net.id, address)

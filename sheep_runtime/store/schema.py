@@ -1,0 +1,57 @@
+"""SQLite schema of the state store. An attachment row is the address lease: it is
+written in the same transaction as the attachment, so neither exists without the other."""
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    bridge TEXT NOT NULL UNIQUE,
+    bridge_mac TEXT NOT NULL,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    mtu INTEGER NOT NULL,
+    internal INTEGER NOT NULL,
+    icc INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    ipam_cursor TEXT
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    command TEXT NOT NULL,
+    env TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    network_mode TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    netns_path TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    pid_start_time INTEGER NOT NULL DEFAULT 0,
+    shim_pid INTEGER NOT NULL DEFAULT 0,
+    shim_start_time INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    interface_name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    prefix INTEGER NOT NULL,
+    gateway TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    host_interface TEXT NOT NULL UNIQUE,
+    ports TEXT NOT NULL DEFAULT '[]',
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (container_id, network_id),
+    UNIQUE (network_id, address),
+    UNIQUE (container_id, interface_name)
+);
+"""

@@ -1,0 +1,201 @@
+"""The state store: containers, networks and attachments (which are the leases) in
+SQLite (WAL). Each change is one transaction, so a daemon killed at any instant
+restarts from a consistent state. Calls are sub-millisecond and run on the loop."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from sheep_runtime.errors import AlreadyExists, StoreError
+from sheep_runtime.model import Attachment, Container, ContainerState, Network, PortMapping
+from sheep_runtime.store.schema import SCHEMA, SCHEMA_VERSION
+
+
+class Store:
+    """Durable state of the daemon."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL survives a killed process (what we promise); FULL would add an
+            # fsync per commit for power loss, at a cost on every attach.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
+                (str(SCHEMA_VERSION),))
+        except sqlite3.Error as e:
+            raise StoreError(f"open state store {path}: {e}") from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic change; rolled back on any exception."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(f"begin transaction: {e}") from e
+        try:
+            yield self._db
+        except sqlite3.IntegrityError as e:
+            self._db.execute("ROLLBACK")
+            raise AlreadyExists(f"conflicting record: {e}") from e
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    # -- networks ---------------------------------------------------------------
+
+    def add_network(self, net: Network) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO networks(id, name, bridge, bridge_mac, subnet, gateway, mtu,"
+                " internal, icc, created_at) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (net.id, net.name, net.bridge, net.bridge_mac, str(net.subnet),
+                 str(net.gateway), net.mtu, int(net.internal), int(net.icc), net.created_at))
+
+    def remove_network(self, network_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM networks WHERE id=?", (network_id,))
+
+    def networks(self) -> list[Network]:
+        rows = self._db.execute("SELECT * FROM networks ORDER BY created_at").fetchall()
+        return [_network(r) for r in rows]
+
+    def ipam_cursor(self, network_id: str) -> IPv4Address | None:
+        row = self._db.execute("SELECT ipam_cursor FROM networks WHERE id=?",
+                               (network_id,)).fetchone()
+        return IPv4Address(row[0]) if row and row[0] else None
+
+    # -- containers -------------------------------------------------------------
+
+    def add_container(self, c: Container) -> None:
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM containers WHERE name=?", (c.name,)).fetchone():
+                raise AlreadyExists(f"a container named {c.name!r} already exists")
+            db.execute(
+                "INSERT INTO containers(id, name, command, env, hostname, network_mode, state,"
+                " created_at, netns_path) VALUES(?,?,?,?,?,?,?,?,?)",
+                (c.id, c.name, json.dumps(list(c.command)), json.dumps(dict(c.env)),
+                 c.hostname, c.network_mode, c.state.value, c.created_at, c.netns_path))
+
+    def update_container(self, c: Container) -> None:
+        """Persist the process fields of `c` (state, pids, exit, times)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE containers SET state=?, pid=?, pid_start_time=?, shim_pid=?,"
+                " shim_start_time=?, exit_code=?, started_at=?, finished_at=? WHERE id=?",
+                (c.state.value, c.pid, c.pid_start_time, c.shim_pid, c.shim_start_time,
+                 c.exit_code, c.started_at, c.finished_at, c.id))
+
+    def remove_container(self, container_id: str) -> None:
+        """Delete the container and, by cascade, all its attachments (leases)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM containers WHERE id=?", (container_id,))
+
+    def container(self, container_id: str) -> Container | None:
+        row = self._db.execute("SELECT * FROM containers WHERE id=?",
+                               (container_id,)).fetchone()
+        return _container(row) if row else None
+
+    def containers(self) -> list[Container]:
+        rows = self._db.execute("SELECT * FROM containers ORDER BY created_at").fetchall()
+        return [_container(r) for r in rows]
+
+    def find_containers(self, ref: str) -> list[Container]:
+        """Containers matching `ref` as full id, then name, then id prefix."""
+        for sql in ("SELECT * FROM containers WHERE id=?",
+                    "SELECT * FROM containers WHERE name=?"):
+            rows = self._db.execute(sql, (ref,)).fetchall()
+            if rows:
+                return [_container(r) for r in rows]
+        if not ref or len(ref) > 64 or any(ch not in "0123456789abcdef" for ch in ref):
+            return []
+        rows = self._db.execute("SELECT * FROM containers WHERE id LIKE ? ORDER BY id",
+                                (ref + "%",)).fetchall()
+        return [_container(r) for r in rows]
+
+    # -- attachments (leases) -----------------------------------------------------
+
+    def add_attachment(self, a: Attachment) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO attachments(container_id, network_id, interface_name, address,"
+                " prefix, gateway, mac, host_interface, ports, seq) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (a.container_id, a.network_id, a.interface_name, str(a.address.ip),
+                 a.address.network.prefixlen, str(a.gateway), a.mac, a.host_interface,
+                 json.dumps([_port_dict(p) for p in a.ports]), a.seq))
+            # The next-fit cursor moves with the lease, in the same transaction.
+            db.execute("UPDATE networks SET ipam_cursor=? WHERE id=?",
+                       (str(a.address.ip), a.network_id))
+
+    def remove_attachment(self, container_id: str, network_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM attachments WHERE container_id=? AND network_id=?",
+                       (container_id, network_id))
+
+    def attachments(self, *, container_id: str | None = None,
+                    network_id: str | None = None) -> list[Attachment]:
+        sql, args = "SELECT * FROM attachments", []
+        where = []
+        if container_id is not None:
+            where.append("container_id=?")
+            args.append(container_id)
+        if network_id is not None:
+            where.append("network_id=?")
+            args.append(network_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._db.execute(sql + " ORDER BY container_id, seq", args).fetchall()
+        return [_attachment(r) for r in rows]
+
+    def lease_holder(self, network_id: str, address: IPv4Address) -> str | None:
+        row = self._db.execute(
+            "SELECT container_id FROM attachments WHERE network_id=? AND address=?",
+            (network_id, str(address))).fetchone()
+        return str(row[0]) if row else None
+
+
+def _network(r: sqlite3.Row) -> Network:
+    return Network(id=r["id"], name=r["name"], bridge=r["bridge"], bridge_mac=r["bridge_mac"],
+                   subnet=IPv4Network(r["subnet"]), gateway=IPv4Address(r["gateway"]),
+                   mtu=r["mtu"], internal=bool(r["internal"]), icc=bool(r["icc"]),
+                   created_at=r["created_at"])
+
+
+def _container(r: sqlite3.Row) -> Container:
+    return Container(
+        id=r["id"], name=r["name"], command=tuple(json.loads(r["command"])),
+        env=json.loads(r["env"]), hostname=r["hostname"], network_mode=r["network_mode"],
+        state=ContainerState(r["state"]), created_at=r["created_at"],
+        netns_path=r["netns_path"], pid=r["pid"], pid_start_time=r["pid_start_time"],
+        shim_pid=r["shim_pid"], shim_start_time=r["shim_start_time"],
+        exit_code=r["exit_code"], started_at=r["started_at"], finished_at=r["finished_at"])
+
+
+def _attachment(r: sqlite3.Row) -> Attachment:
+    return Attachment(
+        container_id=r["container_id"], network_id=r["network_id"],
+        interface_name=r["interface_name"],
+        address=IPv4Interface(f"{r['address']}/{r['prefix']}"),
+        gateway=IPv4Address(r["gateway"]), mac=r["mac"], host_interface=r["host_interface"],
+        ports=tuple(PortMapping(**p) for p in json.loads(r["ports"])), seq=r["seq"])
+
+
+def _port_dict(p: PortMapping) -> dict[str, Any]:
+    return {"protocol": p.protocol, "host_ip": p.host_ip, "host_port": p.host_port,
+            "container_port": p.container_port, "count": p.count}
+
