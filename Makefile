@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps
 PROTO := proto/sheep/runtime/v1/runtime.proto
 GEN_DIR := clients/python
-STATE_DIR ?= /var/lib/sheep
-RUN_DIR ?= /run/sheep
+STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
+RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
 
 .PHONY: install apt proto check-proto run stop test unit kernel lint bench clean
 

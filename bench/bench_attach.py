@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sheep.runtime.v1 import runtime_pb2 as pb  # noqa: E402
+from sheep.runtime.v1 import runtime_pb2 as pb
 
-from tests.sandbox import Sandbox, in_netns, sandbox, sh  # noqa: E402
+from tests.sandbox import Sandbox, in_netns, sandbox, sh
 
 
 def pct(samples: Sequence[float], q: float) -> float:

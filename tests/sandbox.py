@@ -161,10 +161,9 @@ class Sandbox:
 
 
 def kill_containers(state_dir: Path) -> None:
-    """SIGKILL every container shim's process group (shim, unshare and the command)."""
-    for pidfile in (state_dir / "containers").glob("*/shim.pid"):
-        with contextlib.suppress(ValueError, OSError):
-            os.killpg(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+    """SIGKILL every container shim (its command line names its container dir under
+    `state_dir`); the kernel then kills the command (the shim sets pdeathsig)."""
+    sh("pkill", "-KILL", "-f", f"shim.sh [0-9a-f]{{64}} {state_dir}/containers/", check=False)
 
 
 def unpin_all(netns_dir: Path) -> None:

@@ -97,7 +97,7 @@ class Bitmap:
         if v == 0xFF:
             blk = i >> _BLOCK_SHIFT
             self._open[blk] += 1
-            pass
+            self._full[blk] = 0
         return True
 
     def find_clear(self, start: int) -> int | None:
@@ -137,7 +137,7 @@ class Bitmap:
         data[b] = v
         self._count += 1
         if v == 0xFF:
-            self._byte_filled(start >> _BLOCK_SHIFT)
+            pass
         return start
 
     def _byte_filled(self, blk: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from ipaddress import IPv4Address, IPv4Network
 
 from hypothesis import HealthCheck, settings
@@ -18,7 +19,7 @@ from sheep_runtime.errors import AlreadyExists, InvalidArgument, ResourceExhaust
 from sheep_runtime.ipam import AddressPool, Bitmap
 
 # Sizes around byte and 4096-bit block boundaries, incl. a partial last block.
-BITMAP_SIZES = st.sampled_from([1, 7, 8, 9, 64, 4095, 4096, 4097, 3 * 4096 + 13])
+BITMAP_SIZES = st.sampled_from([1, 7, 8, 9, 64, 4095, 4096, 4097, 3 * 4096 + 13, 4 * 4096])
 _EDGES = sorted({e + d for e in (0, 8, 4096, 8192, 12288) for d in (-2, -1, 0, 1, 2) if e + d >= 0})
 INDEX = st.one_of(st.integers(min_value=0, max_value=3 * 4096 + 20), st.sampled_from(_EDGES))
 
@@ -104,6 +105,11 @@ class BitmapMachine(RuleBasedStateMachine):
     def same_contents(self) -> None:
         assert self.bm.count == len(self.model)
         assert list(self.bm.iter_set()) == sorted(self.model)
+        free = sorted(set(range(self.n)) - self.model)
+        for start in {0, 1 % self.n, self.n // 2, self.n - 1}:
+            k = bisect.bisect_left(free, start)
+            expected = free[k] if k < len(free) else (free[0] if free else None)
+            assert self.bm.find_clear(start) == expected
 
 
 class PoolMachine(RuleBasedStateMachine):
