@@ -91,6 +91,10 @@ class NetworkRegistry:
     def bridge_index(self, net: Network) -> int:
         return self._bridge_index[net.id]
 
+    def bridge_index_or_none(self, network_id: str) -> int | None:
+        """The bridge's ifindex as last ensured, None for an unknown network."""
+        return self._bridge_index.get(network_id)
+
     def get(self, ref: str) -> Network:
         """A network by name, id or unique id prefix."""
         if not ref:
@@ -108,6 +112,9 @@ class NetworkRegistry:
 
     def get_by_id(self, network_id: str) -> Network:
         return self._networks[network_id]
+
+    def get_by_id_or_none(self, network_id: str) -> Network | None:
+        return self._networks.get(network_id)
 
     def pool(self, net: Network) -> AddressPool:
         return self._pools[net.id]

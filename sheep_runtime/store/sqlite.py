@@ -162,6 +162,17 @@ class Store:
         rows = self._db.execute(sql + " ORDER BY container_id, seq", args).fetchall()
         return [_attachment(r) for r in rows]
 
+    def attachment(self, container_id: str, network_id: str) -> Attachment | None:
+        row = self._db.execute(
+            "SELECT * FROM attachments WHERE container_id=? AND network_id=?",
+            (container_id, network_id)).fetchone()
+        return _attachment(row) if row else None
+
+    def attachments_by_host_interface(self, host_interface: str) -> list[Attachment]:
+        rows = self._db.execute("SELECT * FROM attachments WHERE host_interface=?",
+                                (host_interface,)).fetchall()
+        return [_attachment(r) for r in rows]
+
     def lease_holder(self, network_id: str, address: IPv4Address) -> str | None:
         row = self._db.execute(
             "SELECT container_id FROM attachments WHERE network_id=? AND address=?",
