@@ -111,10 +111,7 @@ class Bitmap:
         start %= n
         if not self._data[start >> 3] >> (start & 7) & 1:
             return start
-        found = self._find_from(start)
-        if found is None:  # nothing in [start, n): wrap around
-            found = self._find_from(0)
-        return found
+        return self._search(start)
 
     def claim(self, start: int) -> int | None:
         """Set the first clear bit found by ``find_clear(start)``; return it or None."""
@@ -126,7 +123,7 @@ class Bitmap:
         v = data[b]
         m = 1 << (start & 7)
         if v & m:
-            found = self.find_clear(start)
+            found = None if self._count == self._n else self._search(start)
             if found is None:
                 return None
             start = found
@@ -137,7 +134,7 @@ class Bitmap:
         data[b] = v
         self._count += 1
         if v == 0xFF:
-            pass
+            self._byte_filled(start >> _BLOCK_SHIFT)
         return start
 
     def _byte_filled(self, blk: int) -> None:
@@ -146,6 +143,13 @@ class Bitmap:
         self._open[blk] = left
         if not left:
             self._full[blk] = 1
+
+    def _search(self, start: int) -> int | None:
+        """``find_clear`` past the fast path: from ``start``, then from 0."""
+        found = self._find_from(start)
+        if found is None:  # nothing in [start, n): wrap around
+            found = self._find_from(0)
+        return found
 
     def _find_from(self, start: int) -> int | None:
         """First clear bit in ``[start, n)``, or None."""

@@ -149,9 +149,7 @@ class AddressPool:
         """
         i = self._lease_index(address)
         if not self._bitmap.set(i):
-            raise AlreadyExists(
-                f"{self._addr(i)} is already allocated in {self._subnet}"
-            )
+            raise AlreadyExists(f"{self._addr(i)} is already allocated in {self._subnet}")
 
     def release(self, address: Address) -> bool:
         """Free a leased address; True if it was leased, False if already free.
@@ -177,9 +175,7 @@ class AddressPool:
         except InvalidArgument:
             return False
 
-    def restore(
-        self, addresses: Iterable[Address], *, cursor: Address | None = None
-    ) -> None:
+    def restore(self, addresses: Iterable[Address], *, cursor: Address | None = None) -> None:
         """Mark the leases read back from the store as allocated, all or nothing.
 
         The cursor becomes ``cursor`` if given (any address of the subnet),
@@ -191,9 +187,7 @@ class AddressPool:
         for address in addresses:
             i = self._lease_index(address)
             if i in indices or self._bitmap.test(i):
-                raise AlreadyExists(
-                    f"{self._addr(i)} is restored twice in {self._subnet}"
-                )
+                raise AlreadyExists(f"{self._addr(i)} is restored twice in {self._subnet}")
             indices.add(i)
         new_cursor = self._cursor
         if cursor is not None:

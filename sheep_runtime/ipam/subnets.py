@@ -70,9 +70,7 @@ def parse_address(text: str | IPv4Address, *, field: str = "address") -> IPv4Add
     try:
         return IPv4Address(text.strip())
     except (ValueError, AttributeError) as e:
-        raise InvalidArgument(
-            f"{text!r} is not a valid IPv4 address", field=field
-        ) from e
+        raise InvalidArgument(f"{text!r} is not a valid IPv4 address", field=field) from e
 
 
 def default_gateway(subnet: IPv4Network) -> IPv4Address:
@@ -90,13 +88,9 @@ def validate_gateway(subnet: IPv4Network, gateway: IPv4Address | str) -> IPv4Add
     if gw not in subnet:
         raise InvalidArgument(f"gateway {gw} is outside {subnet}", field="gateway")
     if gw == subnet.network_address:
-        raise InvalidArgument(
-            f"gateway {gw} is the network address of {subnet}", field="gateway"
-        )
+        raise InvalidArgument(f"gateway {gw} is the network address of {subnet}", field="gateway")
     if gw == subnet.broadcast_address:
-        raise InvalidArgument(
-            f"gateway {gw} is the broadcast address of {subnet}", field="gateway"
-        )
+        raise InvalidArgument(f"gateway {gw} is the broadcast address of {subnet}", field="gateway")
     return gw
 
 

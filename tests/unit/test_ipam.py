@@ -265,7 +265,7 @@ def test_release_and_membership() -> None:
 
 
 def test_restore_with_and_without_cursor() -> None:
-    leases = ["10.20.0.9", "10.20.0.3", IPv4Address("10.20.0.5")]
+    leases: list[IPv4Address | str] = ["10.20.0.9", "10.20.0.3", IPv4Address("10.20.0.5")]
     p = pool("10.20.0.0/24")
     p.restore(leases)
     assert p.allocated == 3 and p.cursor == IPv4Address("10.20.0.9")

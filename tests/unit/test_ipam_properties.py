@@ -26,10 +26,7 @@ INDEX = st.one_of(st.integers(min_value=0, max_value=3 * 4096 + 20), st.sampled_
 
 def model_find_clear(used: set[int], n: int, start: int) -> int | None:
     start %= n
-    for i in (*range(start, n), *range(start)):
-        if i not in used:
-            return i
-    return None
+    return next((i for i in (*range(start, n), *range(start)) if i not in used), None)
 
 
 class BitmapMachine(RuleBasedStateMachine):
@@ -208,11 +205,15 @@ class PoolMachine(RuleBasedStateMachine):
 
 
 BitmapMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 PoolMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=60, deadline=None,
+    max_examples=150,
+    stateful_step_count=60,
+    deadline=None,
 )
 
 TestBitmap = BitmapMachine.TestCase
