@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps
+APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps \
+  prometheus
 PROTO := proto/sheep/runtime/v1/runtime.proto
 GEN_DIR := clients/python
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
 
-.PHONY: install apt proto check-proto run stop test unit kernel lint bench clean
+.PHONY: install apt proto check-proto api-docs check-api node run stop observe observe-stop check-dashboard test unit lint bench clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +41,17 @@ check-proto: install
 	    { echo "generated $$f is stale: run 'make proto'"; exit 1; }; \
 	done; echo "generated code is fresh"
 
+api-docs: install
+	$(PY) scripts/gen-api-docs.py
+
+check-api: install
+	$(PY) scripts/gen-api-docs.py --check && $(PY) scripts/gen-api-docs.py --compat
+
+node:
+	@command -v npm >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd clients/node && npm install --no-audit --no-fund
+
 run: install
 	@scripts/run-demo.sh
 
@@ -47,14 +59,23 @@ stop:
 	@pid=$$(cat $(STATE_DIR)/sheepd.lock 2>/dev/null); \
 	[ -n "$$pid" ] && kill $$pid && echo "sheepd ($$pid) stopped" || echo "sheepd is not running"
 
+observe: install
+	@scripts/observe.sh start
+
+observe-stop:
+	@scripts/observe.sh stop
+
+check-dashboard:
+	@scripts/check-dashboard.sh
+
 lint: install
-	$(VENV)/bin/ruff check sheep_runtime clients/python/sheep_client tests bench
+	$(VENV)/bin/ruff check sheep_runtime clients/python/sheep_client tests bench scripts
 	$(VENV)/bin/mypy sheep_runtime clients/python/sheep_client
 
 unit: install
 	$(PY) -m pytest tests/unit -q
 
-test: install check-proto lint
+test: install check-proto check-api lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 bench: install

@@ -1,9 +1,17 @@
 """Micro-benchmark of the netlink backend (root; touches only namespaces it creates).
 
-Inside a throwaway sandbox netns standing in for the host: create N container netns,
-time the full attach path per container (socket opened in the container netns,
-create_veth, configure_interface, loopback, default route), then veth deletion
-throughput one at a time vs 8 in flight. Everything is removed at the end.
+Inside a throwaway sandbox netns standing in for the host, over N container netns:
+
+- pyroute2: the former attach path (AsyncIPRoute on the loop: veth, a socket opened
+  in the container netns by a fresh thread, address, up, lo, default route);
+- raw: the attach path ops runs now (`LinkManager` raw sockets on worker threads, four
+  round trips: veth; bridge entries; socket in the container netns + address, up, lo,
+  gateway neighbour; route);
+- raw, inline: the same raw messages sent from one thread with no event loop, i.e.
+  the kernel's cost plus message building, without thread round trips.
+
+Each at concurrency 1 and 8 (p50/p90/p99 per attach, rate, max event-loop gap), then
+veth deletion throughput one at a time vs 8 in flight. Everything is removed at the end.
 
     PYTHONPATH=. python bench/bench_netlink.py [--containers 200]
 """
@@ -13,10 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Interface
 from pathlib import Path
+
+import uvloop
 
 from sheep_runtime.netlink import (
     LinkManager,
@@ -28,9 +40,16 @@ from sheep_runtime.netlink import (
     open_route_socket,
     run_in_netns,
 )
+from sheep_runtime.netlink.container_netns import _configure, _route
+from sheep_runtime.netlink.host_side import add_bridge_entries, create_veth
+from sheep_runtime.netlink.raw import RawRoute
+from sheep_runtime.netlink.transport import RouteSocket
+from sheep_runtime.netlink.workers import NetlinkWorkers
 
 GATEWAY = IPv4Interface("10.88.0.1/16")
+BRIDGE_MAC = "02:42:0a:58:00:01"
 MTU = 1500
+Attach = Callable[[int, Path], Awaitable[None]]
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -38,102 +57,184 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def row(name: str, samples: list[float]) -> str:
+def row(name: str, samples: list[float], extra: str = "") -> str:
     ms = [s * 1e3 for s in samples]
-    return (
-        f"{name:<28} {len(ms):>5} {pct(ms, 50):>8.2f} {pct(ms, 90):>8.2f}"
-        f" {pct(ms, 99):>8.2f} {max(ms):>8.2f}"
-    )
+    return (f"{name:<34} {len(ms):>4} {pct(ms, 50):>7.2f} {pct(ms, 90):>7.2f}"
+            f" {pct(ms, 99):>7.2f} {max(ms):>7.2f} {extra}")
 
 
-async def attach(manager: LinkManager, bridge: int, netns: Path, n: int) -> list[float]:
-    """The attach path of one container; returns [total, veth, inside] seconds."""
-    start = time.perf_counter()
-    await manager.create_veth(
-        host_ifname=f"shpb{n:011x}",
-        bridge_index=bridge,
-        mtu=MTU,
-        netns=netns,
-        peer_ifname="eth0",
-        peer_mac=f"02:42:0a:58:{n >> 8:02x}:{n & 0xFF:02x}",
-    )
-    veth = time.perf_counter()
-    ipr = await open_route_socket(netns)
-    try:
-        address = IPv4Interface(f"{GATEWAY.network[n + 2]}/{GATEWAY.network.prefixlen}")
-        await configure_interface(ipr, ifname="eth0", address=address)
-        await bring_up_loopback(ipr)
-        await add_default_route(ipr, gateway=GATEWAY.ip, ifname="eth0")
-    finally:
-        ipr.close()
-    end = time.perf_counter()
-    return [end - start, veth - start, end - veth]
+def names(n: int) -> tuple[str, str, IPv4Interface]:
+    address = IPv4Interface(f"{GATEWAY.network[n + 2]}/{GATEWAY.network.prefixlen}")
+    return f"shpb{n:011x}", "02:5e:" + ":".join(f"{b:02x}" for b in address.ip.packed), address
 
 
-async def timed_deletions(
-    manager: LinkManager, names: list[str], in_flight: int
-) -> tuple[float, float]:
-    """Delete `names` with at most `in_flight` at once; (seconds, max loop gap)."""
-    gate = asyncio.Semaphore(in_flight)
-    ticks: list[float] = []
-    done = asyncio.Event()
+class Heartbeat:
+    """Ticks every ms on the loop; `gap` is the longest stall seen."""
 
-    async def heartbeat() -> None:
-        while not done.is_set():
-            ticks.append(time.perf_counter())
+    def __init__(self) -> None:
+        self.ticks: list[float] = []
+        self._done = asyncio.Event()
+        self._task = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while not self._done.is_set():
+            self.ticks.append(time.perf_counter())
             await asyncio.sleep(0.001)
 
-    async def one(name: str) -> None:
-        async with gate:
-            assert await manager.delete_link(name)
+    async def gap(self) -> float:
+        self._done.set()
+        await self._task
+        return max((b - a for a, b in itertools.pairwise(self.ticks)), default=0.0)
 
-    beat = asyncio.create_task(heartbeat())
+
+async def timed(attach: Attach, netns: list[Path], in_flight: int
+                ) -> tuple[list[float], float, float]:
+    """Per-attach latencies, the rate per second and the longest loop stall."""
+    gate = asyncio.Semaphore(in_flight)
+    samples: list[float] = []
+
+    async def one(n: int, path: Path) -> None:
+        async with gate:
+            t0 = time.perf_counter()
+            await attach(n, path)
+            samples.append(time.perf_counter() - t0)
+
+    beat = Heartbeat()
     start = time.perf_counter()
-    await asyncio.gather(*(one(name) for name in names))
-    elapsed = time.perf_counter() - start
-    done.set()
-    await beat
-    gaps = [b - a for a, b in itertools.pairwise(ticks)] or [0.0]
-    return elapsed, max(gaps)
+    await asyncio.gather(*(one(n, path) for n, path in enumerate(netns)))
+    wall = time.perf_counter() - start
+    return samples, len(samples) / wall, await beat.gap()
+
+
+def pyroute2_path(ipr: RouteSocket, bridge: int) -> Attach:
+    async def attach(n: int, netns: Path) -> None:
+        host, mac, address = names(n)
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            await ipr.link("add", ifname=host, kind="veth", mtu=MTU, master=bridge,
+                           state="up", peer={"ifname": "eth0", "address": mac, "mtu": MTU,
+                                             "net_ns_fd": fd})
+        finally:
+            os.close(fd)
+        (await ipr.link("get", ifname=host))[0].get("index")
+        inside = await open_route_socket(netns)
+        try:
+            await configure_interface(inside, ifname="eth0", address=address, mtu=MTU)
+            await bring_up_loopback(inside)
+            await add_default_route(inside, gateway=GATEWAY.ip, ifname="eth0")
+        finally:
+            inside.close()
+    return attach
+
+
+PHASES = ("veth", "bridge entries", "address, up, lo, gateway neighbour", "route")
+
+
+def raw_path(manager: LinkManager, bridge: int,
+             phases: dict[str, list[float]] | None = None) -> Attach:
+    async def attach(n: int, netns: Path) -> None:
+        host, mac, address = names(n)
+        marks = [time.perf_counter()]
+        port = await manager.create_veth(host_ifname=host, bridge_index=bridge, mtu=MTU,
+                                         netns=netns, peer_ifname="eth0", peer_mac=mac)
+        marks.append(time.perf_counter())
+        await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=mac,
+                                         address=address.ip)
+        marks.append(time.perf_counter())
+        async with await manager.open_container_netns(netns) as inside:
+            await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
+                                             loopback=True,
+                                             neighbours=((GATEWAY.ip, BRIDGE_MAC),))
+            marks.append(time.perf_counter())
+            await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+            marks.append(time.perf_counter())
+        if phases is not None:
+            for phase, (a, b) in zip(PHASES, itertools.pairwise(marks), strict=True):
+                phases.setdefault(phase, []).append(b - a)
+    return attach
+
+
+def inline_path(workers: NetlinkWorkers, bridge: int) -> Attach:
+    """Every step of `raw_path` in one worker job: no thread round trips."""
+    def steps(sock: RawRoute, n: int, netns: Path) -> None:
+        host, mac, address = names(n)
+        port = create_veth(sock, host_ifname=host, bridge_index=bridge, mtu=MTU, netns=netns,
+                           peer_ifname="eth0", peer_mac=mac)
+        add_bridge_entries(sock, port_index=port, bridge_index=bridge, mac=mac,
+                           address=address.ip, proxyarp=True)
+        inside = workers.socket_in(netns)
+        try:
+            _configure(inside, "eth0", address, MTU, True, ((GATEWAY.ip, BRIDGE_MAC),))
+            _route(inside, GATEWAY.ip, "eth0")
+        finally:
+            inside.close()
+
+    async def attach(n: int, netns: Path) -> None:
+        await workers.run(lambda sock: steps(sock, n, netns))
+    return attach
+
+
+async def delete_all(manager: LinkManager) -> None:
+    links = await manager.list_links("shpb0")
+    await asyncio.gather(*(manager.delete_link(link.name) for link in links))
 
 
 async def bench(containers: list[Path]) -> None:
     manager = LinkManager()
     await manager.start()
+    ipr = await open_route_socket(None)
+    inline = NetlinkWorkers(size=8, name="bench-inline")
+    inline.start()
     try:
-        bridge = await manager.ensure_bridge(
-            name="shpbrbench", mac="02:42:0a:58:00:01", gateway=GATEWAY, mtu=MTU
-        )
-        totals: list[float] = []
-        veths: list[float] = []
-        insides: list[float] = []
-        for n, netns in enumerate(containers):
-            total, veth, inside = await attach(manager, bridge, netns, n)
-            totals.append(total)
-            veths.append(veth)
-            insides.append(inside)
-        header = f"{'phase':<28} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max':>8}"
-        print(header)
-        print("-" * len(header))
-        print(row("attach (full path)", totals))
-        print(row("  create_veth", veths))
-        print(row("  socket+addr+up+lo+route", insides))
+        bridge = await manager.ensure_bridge(name="shpbrbench", mac=BRIDGE_MAC,
+                                             gateway=GATEWAY, mtu=MTU)
+        print(f"{'attach path':<34} {'n':>4} {'p50 ms':>7} {'p90':>7} {'p99':>7}"
+              f" {'max':>7} rate, max loop gap")
+        phases: dict[str, list[float]] = {}
+        at_c1: dict[str, list[float]] = {}
+        paths = (("pyroute2 (before)", pyroute2_path(ipr, bridge)),
+                 ("raw, worker threads (ops now)", raw_path(manager, bridge, phases)),
+                 ("raw, inline in one thread", inline_path(inline, bridge)))
+        for label, attach in paths:
+            for in_flight in (1, 8):
+                samples, rate, gap = await timed(attach, containers, in_flight)
+                print(row(f"{label}, c={in_flight}", samples,
+                          f"{rate:6.0f}/s, {gap * 1e3:4.1f} ms"), flush=True)
+                await delete_all(manager)
+                if in_flight == 1 and phases and not at_c1:
+                    at_c1 = {phase: list(samples) for phase, samples in phases.items()}
+        print("\nraw path (worker threads) by step, c=1:")
+        for phase in PHASES:
+            print(row(f"  {phase}", at_c1[phase]))
 
-        names = [link.name for link in await manager.list_links("shpb0")]
-        half = len(names) // 2
-        print()
-        for label, batch, in_flight in (
-            ("sequential", names[:half], 1),
-            ("8 in flight", names[half:], 8),
-        ):
-            elapsed, gap = await timed_deletions(manager, batch, in_flight)
-            print(
-                f"delete {label:<12} {len(batch):>4} veths in {elapsed * 1e3:7.1f} ms"
-                f" = {len(batch) / elapsed:6.1f}/s, {elapsed / len(batch) * 1e3:5.1f} ms"
-                f" each; max event-loop gap {gap * 1e3:.1f} ms"
-            )
+        await raw_path(manager, bridge)(0, containers[0])
+        code = os.system(f"nsenter --net={containers[0]} ping -q -c1 -W1 {GATEWAY.ip} >/dev/null")
+        print(f"\nraw path: container reaches its gateway: {code == 0}")
+        await delete_all(manager)
+
+        for n, netns in enumerate(containers):
+            await raw_path(manager, bridge)(n, netns)
+        names_ = [link.name for link in await manager.list_links("shpb0")]
+        half = len(names_) // 2
+        for label, batch, in_flight in (("sequential", names_[:half], 1),
+                                        ("8 in flight", names_[half:], 8)):
+            gate = asyncio.Semaphore(in_flight)
+
+            async def one(name: str, gate: asyncio.Semaphore = gate) -> None:
+                async with gate:
+                    assert await manager.delete_link(name)
+
+            beat = Heartbeat()
+            start = time.perf_counter()
+            await asyncio.gather(*(one(name) for name in batch))
+            elapsed = time.perf_counter() - start
+            gap = await beat.gap()
+            print(f"delete {label:<12} {len(batch):>4} veths in {elapsed * 1e3:7.1f} ms"
+                  f" = {len(batch) / elapsed:6.1f}/s; max event-loop gap {gap * 1e3:.1f} ms")
         await manager.delete_bridge("shpbrbench")
     finally:
+        await inline.close()
+        ipr.close()
         await manager.close()
 
 
@@ -141,6 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--containers", type=int, default=200)
     args = parser.parse_args()
+    print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="sheep-bench-") as tmp:
         sandbox = Path(tmp) / "sandbox"
         containers = [Path(tmp) / f"c{n}" for n in range(args.containers)]
@@ -148,16 +250,14 @@ def main() -> None:
         try:
             create_pinned_netns(sandbox)
             created.append(sandbox)
-            start = time.perf_counter()
             for path in containers:
                 create_pinned_netns(path)
                 created.append(path)
-            per_ns = (time.perf_counter() - start) / len(containers)
-            print(f"create pinned netns: {per_ns * 1e3:.2f} ms each ({len(containers)})\n")
-            run_in_netns(sandbox, lambda: asyncio.run(bench(containers)))
+            run_in_netns(sandbox, lambda: uvloop.run(bench(containers)))
         finally:
             for path in reversed(created):
                 delete_pinned_netns(path)
+    print(f"load average: {os.getloadavg()[0]:.2f} (1 min)")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,13 @@ class Metrics:
         self.events = Counter("sheep_events", "Events published, by type.", ["type"],
                               registry=r)
 
+        # Known label values are exported at 0 from the start, so that increase() and
+        # rate() see the first event too.
+        for kind in ("link", "bridge", "address", "firewall"):
+            self.repairs.labels(kind)
+        for kind in ("veth", "bridge", "netns", "container_dir"):
+            self.leaks_collected.labels(kind)
+
     def set_build_info(self, *, version: str, pyroute2: str) -> None:
         self.build_info.info({"version": version, "python": platform.python_version(),
                               "pyroute2": pyroute2})

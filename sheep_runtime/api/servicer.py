@@ -16,7 +16,7 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 
 from sheep_runtime import __version__
-from sheep_runtime.api import convert
+from sheep_runtime.api import convert, richstatus
 from sheep_runtime.api.status import status_code
 from sheep_runtime.errors import SheepError
 from sheep_runtime.ops.containers import DEFAULT_STOP_TIMEOUT, ContainerService
@@ -37,10 +37,11 @@ def _mapped(fn: Handler[R]) -> Handler[R]:
         try:
             return await fn(self, request, context)
         except SheepError as e:
-            await context.abort(status_code(e), str(e))
+            await richstatus.abort(context, e, status_code(e))
         except Exception as e:
             log.exception("%s failed", fn.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            await richstatus.abort(context, e, grpc.StatusCode.INTERNAL,
+                                   message=f"{type(e).__name__}: {e}")
         raise AssertionError("unreachable")  # abort always raises
 
     return wrapper

@@ -4,6 +4,7 @@ Every failure leaves it as a `KernelError` (`LinkError`, `NamespaceError`) with
 context and the kernel's errno, chained to the original exception.
 """
 
+from sheep_runtime.netlink.container_netns import ContainerNetns
 from sheep_runtime.netlink.container_side import (
     InterfaceState,
     add_default_route,
@@ -24,6 +25,7 @@ from sheep_runtime.netlink.namespaces import (
 from sheep_runtime.netlink.transport import RouteSocket
 
 __all__ = [
+    "ContainerNetns",
     "InterfaceState",
     "LinkError",
     "LinkInfo",

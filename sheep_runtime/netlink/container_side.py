@@ -1,4 +1,7 @@
-"""Steps that configure the inside of a container netns.
+"""Steps that configure the inside of a container netns, through pyroute2.
+
+The attach path uses `ContainerNetns` (container_netns.py, raw netlink, ~10x cheaper)
+instead; these stay as the baseline of bench/bench_netlink.py and for tests.
 
 Each function takes a `RouteSocket` opened in that netns with
 `open_route_socket(netns)`; the caller owns and closes it (one socket serves all the

@@ -6,13 +6,13 @@ import asyncio
 import errno
 import os
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from socket import AF_INET
 from typing import Any
 
-from pyroute2 import IPRoute
-
+from sheep_runtime.netlink import host_side
+from sheep_runtime.netlink.container_netns import ContainerNetns, open_container_netns
 from sheep_runtime.netlink.errors import (
     LinkError,
     NetlinkBackendError,
@@ -55,13 +55,15 @@ def link_info(msg: Any) -> LinkInfo:
     )
 
 
-def set_sysctl(name: str, value: str) -> None:
-    """Write `value` to the sysctl `name` (e.g. "net.ipv4.ip_forward").
+def set_sysctl(name: str, value: str, *, ifname: str = "") -> None:
+    """Write `value` to the sysctl `name` (e.g. "net.ipv4.ip_forward"), or with `ifname`
+    to the IPv4 sysctl `name` of that interface (e.g. "route_localnet"; interface
+    names may hold dots, so they are not part of `name`).
 
-    Net sysctls act on the netns of the calling thread. Dots separate path parts,
-    so names of interfaces containing dots cannot be addressed here.
+    Net sysctls act on the netns of the calling thread.
     """
-    path = Path("/proc/sys", *name.split("."))
+    path = (Path("/proc/sys/net/ipv4/conf", ifname, name) if ifname
+            else Path("/proc/sys", *name.split(".")))
     try:
         path.write_text(value)
     except OSError as exc:
@@ -70,37 +72,33 @@ def set_sysctl(name: str, value: str) -> None:
         ) from exc
 
 
-def _delete_by_name(ipr: IPRoute, ifname: str) -> bool:
-    try:
-        ipr.link("del", ifname=ifname)
-    except Exception as exc:
-        if is_errno(exc, errno.ENODEV):
-            return False
-        raise
-    return True
-
-
 class LinkManager:
-    """Links of the daemon's own netns, over one persistent netlink socket.
+    """Links of the daemon's own netns.
 
-    Slow requests (deletions) go to worker threads with sockets of their own, so
-    they never stall the event loop. `start` binds the netns of the calling thread.
+    The attach hot path (veth, bridge port, container netns) and deletions use raw
+    netlink sockets on worker threads (`raw.py`), never blocking the event loop;
+    deletions (~20 ms each in the kernel) have their own pool so they cannot hold up
+    attaches. The rest (bridges, dumps) uses pyroute2 on the loop's socket. `start`
+    binds the netns of the calling thread.
     """
 
-    def __init__(self, *, delete_workers: int = 8) -> None:
+    def __init__(self, *, delete_workers: int = 8, attach_workers: int = 4) -> None:
         self._ipr: RouteSocket | None = None
         # The kernel runs one dump at a time per socket; a second one gets EBUSY.
         self._dump_lock = asyncio.Lock()
         self._workers = NetlinkWorkers(size=delete_workers, name="sheep-nl-delete")
+        self._fast = NetlinkWorkers(size=attach_workers, name="sheep-nl-attach")
 
     async def start(self) -> None:
-        """Open the netlink socket and start the deletion workers."""
+        """Open the netlink socket and start the worker threads."""
         if self._ipr is None:
             self._ipr = await open_route_socket(None)
         self._workers.start()
+        self._fast.start()
 
     async def close(self) -> None:
-        """Stop the workers (after queued deletions finish) and close the socket."""
+        """Stop the workers (after queued requests finish) and close the socket."""
+        await self._fast.close()
         await self._workers.close()
         if self._ipr is not None:
             self._ipr.close()
@@ -219,40 +217,14 @@ class LinkManager:
         peer_mac: str,
     ) -> int:
         """Create a veth in one RTM_NEWLINK: the host end enslaved to the bridge and
-        up, the peer created directly in the netns pinned at `netns` (moving it there
-        afterwards would cost 13-19 ms). Return the host end's index.
+        up, the peer (down) created directly in the netns pinned at `netns` (moving it
+        there afterwards would cost 13-19 ms). Return the host end's index.
 
         An existing name (host side or peer side) fails with errno EEXIST.
         """
-        what = f"create veth {host_ifname} (peer {peer_ifname} in netns {netns})"
-        try:
-            netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise link_error(f"{what}: open netns", exc) from exc
-        try:
-            peer = {
-                "ifname": peer_ifname,
-                "address": peer_mac,
-                "mtu": mtu,
-                "net_ns_fd": netns_fd,
-            }
-            await self._nl.link(
-                "add",
-                ifname=host_ifname,
-                kind="veth",
-                mtu=mtu,
-                master=bridge_index,
-                state="up",
-                peer=peer,
-            )
-        except Exception as exc:
-            raise link_error(what, exc) from exc
-        finally:
-            os.close(netns_fd)
-        msg = await self._get_msg(host_ifname)
-        if msg is None:
-            raise LinkError(f"{what}: vanished after creation", errno=errno.ENODEV)
-        return int(msg["index"])
+        return await self._fast.run(lambda sock: host_side.create_veth(
+            sock, host_ifname=host_ifname, bridge_index=bridge_index, mtu=mtu, netns=netns,
+            peer_ifname=peer_ifname, peer_mac=peer_mac))
 
     async def set_bridge_port_flags(
         self,
@@ -262,40 +234,69 @@ class LinkManager:
         hairpin: bool = False,
         isolated: bool = False,
     ) -> None:
-        """Set bridge-port flags of an enslaved link (by name or index).
+        """Set all three bridge-port flags of an enslaved link (by name or index).
 
         The kernel ignores IFLA_INFO_SLAVE_DATA in the veth creation message, hence
         this separate RTM_NEWLINK.
         """
-        port_attrs = [
-            ("IFLA_BRPORT_PROXYARP", int(proxyarp)),
-            ("IFLA_BRPORT_MODE", int(hairpin)),
-            ("IFLA_BRPORT_ISOLATED", int(isolated)),
-        ]
-        linkinfo = {
-            "attrs": [
-                ("IFLA_INFO_SLAVE_KIND", "bridge"),
-                ("IFLA_INFO_SLAVE_DATA", {"attrs": port_attrs}),
-            ]
-        }
-        key: dict[str, Any] = {"index": link} if isinstance(link, int) else {"ifname": link}
-        try:
-            await self._nl.link("set", IFLA_LINKINFO=linkinfo, **key)
-        except Exception as exc:
-            raise link_error(f"set bridge port flags of {link}", exc) from exc
+        await self._fast.run(lambda sock: host_side.set_port_flags(
+            sock, link, proxyarp=proxyarp, hairpin=hairpin, isolated=isolated))
+
+    async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
+                                 address: IPv4Address, proxyarp: bool = True,
+                                 hairpin: bool = False, isolated: bool = False) -> None:
+        """Make a container on `port_index` reachable without ARP floods, in one batch:
+        the port's PROXYARP flag (the bridge answers ARP from its neighbour table and
+        floods nothing to the port) and no IPv6 link-local on the host end, a static
+        fdb entry for the container `mac`, and a permanent neighbour `address` ->
+        `mac` on the bridge. Idempotent (replace). Call it before the container end
+        comes up. The fdb entry goes with the port; `remove_bridge_entries` removes
+        the neighbour. `hairpin` and `isolated` are the port's other two flags.
+        """
+        await self._fast.run(lambda sock: host_side.add_bridge_entries(
+            sock, port_index=port_index, bridge_index=bridge_index, mac=mac,
+            address=address, proxyarp=proxyarp, hairpin=hairpin, isolated=isolated))
+
+    async def remove_bridge_entries(self, *, bridge_index: int, address: IPv4Address
+                                    ) -> bool:
+        """Remove the bridge's neighbour entry for `address`; False if there was none."""
+        return await self._fast.run(lambda sock: host_side.remove_bridge_entries(
+            sock, bridge_index=bridge_index, address=address))
+
+    async def open_container_netns(self, netns: Path) -> ContainerNetns:
+        """A handle on the netns pinned at `netns` for the container-side steps; the
+        caller closes it (one handle serves all the networks of a container)."""
+        return await open_container_netns(netns, self._fast)
 
     async def delete_link(self, ifname: str) -> bool:
-        """Delete the link `ifname` on a worker thread (never on the event loop's
+        """Delete the link `ifname` on a deletion worker (never on the event loop's
         socket). True if deleted, False if it was already gone. Deleting one end of a
         veth deletes the other end too.
         """
-        try:
-            return await self._workers.run(lambda ipr: _delete_by_name(ipr, ifname))
-        except NetlinkBackendError:
-            raise
-        except Exception as exc:
-            raise link_error(f"delete link {ifname}", exc) from exc
+        return await self._workers.run(lambda sock: host_side.delete_link(sock, ifname))
 
-    async def set_sysctl(self, name: str, value: str) -> None:
+    async def set_port(self, ifname: str, *, master: int) -> int:
+        """Enslave `ifname` to the bridge `master` and set it up; return its index."""
+        try:
+            await self._nl.link("set", ifname=ifname, master=master, state="up")
+            index = (await self._nl.link_lookup(ifname=ifname))[0]
+        except Exception as exc:
+            raise link_error(f"enslave {ifname} to bridge {master}", exc) from exc
+        return int(index)
+
+    async def has_address(self, ifname: str, address: IPv4Interface) -> bool:
+        """True if the link `ifname` exists and holds `address` (with its prefix)."""
+        msg = await self._get_msg(ifname)
+        if msg is None:
+            return False
+        try:
+            async with self._dump_lock:
+                dump = await self._nl.addr("dump", index=msg["index"], family=AF_INET)
+                present = [(a.get("address"), a.get("prefixlen")) async for a in dump]
+        except Exception as exc:
+            raise link_error(f"list addresses of {ifname}", exc) from exc
+        return (str(address.ip), address.network.prefixlen) in present
+
+    async def set_sysctl(self, name: str, value: str, *, ifname: str = "") -> None:
         """`set_sysctl` in the calling thread's netns (normally the daemon's)."""
-        set_sysctl(name, value)
+        set_sysctl(name, value, ifname=ifname)

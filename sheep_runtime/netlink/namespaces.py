@@ -62,10 +62,15 @@ def _umount_detach(target: Path) -> None:
     _check(_libc.umount2(os.fsencode(target), _MNT_DETACH), "umount2")
 
 
+def setns_fd(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    """setns(2) for the calling thread only (Python 3.11 has no os.setns)."""
+    _check(_libc.setns(fd, nstype), "setns")
+
+
 def _setns(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+        setns_fd(fd, CLONE_NEWNET)
     finally:
         os.close(fd)
 

@@ -8,6 +8,7 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -18,12 +19,7 @@ from sheep_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Attachment, Container, ContainerState, LinkState, Network
 from sheep_runtime.names import generated_name, new_id
-from sheep_runtime.netlink import (
-    LinkManager,
-    create_pinned_netns,
-    delete_pinned_netns,
-    open_route_socket,
-)
+from sheep_runtime.netlink import LinkManager, create_pinned_netns, delete_pinned_netns
 from sheep_runtime.ops.attach import Attacher
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.faults import Faults
@@ -72,6 +68,10 @@ class ContainerService:
                                   field="id")
         return found[0]
 
+    def locked(self, container_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the container's lock: its operations and repairs are serialized."""
+        return self._locks.hold(container_id)
+
     def container_dir(self, container_id: str) -> Path:
         return self._config.containers_dir / container_id
 
@@ -79,7 +79,7 @@ class ContainerService:
                    ) -> ContainerView:
         """The container with its attachments and their live link state."""
         if links is None:
-            links = await self.host_link_states()
+            links = await self._link_states(self._store.attachments(container_id=c.id))
         views = []
         for a in self._store.attachments(container_id=c.id):
             up = links.get(a.host_interface)
@@ -88,6 +88,10 @@ class ContainerService:
                                         network_name=self._networks.get_by_id(a.network_id).name))
         return ContainerView(container=c, attachments=tuple(views),
                              log_path=str(self.container_dir(c.id) / "log"))
+
+    async def _link_states(self, attachments: list[Attachment]) -> dict[str, bool]:
+        infos = [await self._links.get_link(a.host_interface) for a in attachments]
+        return {i.name: i.up for i in infos if i is not None}
 
     async def host_link_states(self) -> dict[str, bool]:
         return {link.name: link.up for link in await self._links.list_links("shp")}
@@ -151,7 +155,6 @@ class ContainerService:
                 c = self.mark_running(c, handle)
             except BaseException:
                 await undo.unwind()
-                self._metrics.operations.labels("create_container", "error").inc()
                 raise
         self._metrics.container_start_seconds.observe(time.perf_counter() - t0)
         self._events.publish("container.created", container_id=cid,
@@ -163,15 +166,16 @@ class ContainerService:
 
     async def _attach_all(self, c: Container, targets: list[tuple[Network, AttachSpec]],
                           undo: UndoStack) -> None:
-        ipr = await open_route_socket(Path(c.netns_path))
+        inside = await self._links.open_container_netns(Path(c.netns_path))
         try:
             for seq, (net, s) in enumerate(targets):
                 a = await self._attacher.attach(
-                    c, net, ipr=ipr, ip=s.ip, interface_name=s.interface_name or f"eth{seq}",
+                    c, net, inside=inside, ip=s.ip,
+                    interface_name=s.interface_name or f"eth{seq}",
                     default_route=seq == 0, ports=s.ports, seq=seq)
                 undo.push(f"detach {net.name}", partial(self._attacher.detach, a, net))
         finally:
-            ipr.close()
+            inside.close()
 
     def mark_running(self, c: Container, handle: process.ProcessHandle) -> Container:
         c = replace(c, state=ContainerState.RUNNING, pid=handle.pid,
@@ -253,11 +257,10 @@ class ContainerService:
     async def teardown(self, c: Container) -> None:
         """Remove everything of a container that is no longer running."""
         attachments = self._store.attachments(container_id=c.id)
-        await asyncio.gather(*(self._links.delete_link(a.host_interface)
+        await asyncio.gather(*(self._attacher.unplug(a, self._networks.get_by_id(a.network_id))
                                for a in attachments))
         self._store.remove_container(c.id)
-        for a in attachments:
-            self._attacher.release_lease(a, self._networks.get_by_id(a.network_id))
+        await self._attacher.release_all(attachments)
         await asyncio.to_thread(delete_pinned_netns, Path(c.netns_path))
         shutil.rmtree(self.container_dir(c.id), ignore_errors=True)
 
@@ -283,14 +286,14 @@ class ContainerService:
             if any(a.interface_name == ifname for a in existing):
                 raise InvalidArgument(f"interface {ifname} already exists in container "
                                       f"{c.name}", field="interface_name")
-            ipr = await open_route_socket(Path(c.netns_path))
+            inside = await self._links.open_container_netns(Path(c.netns_path))
             try:
                 a = await self._attacher.attach(
-                    c, net, ipr=ipr, ip=s.ip, interface_name=ifname,
+                    c, net, inside=inside, ip=s.ip, interface_name=ifname,
                     default_route=not existing, ports=s.ports,
                     seq=max((x.seq for x in existing), default=-1) + 1)
             finally:
-                ipr.close()
+                inside.close()
         return AttachmentView(attachment=a, network_name=net.name, link_state=LinkState.UP)
 
     async def detach(self, ref: str, network: str) -> None:

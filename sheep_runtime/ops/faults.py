@@ -6,7 +6,7 @@ from __future__ import annotations
 from sheep_runtime.errors import KernelError
 
 # The steps where a fault can be injected, in the order an attach runs them.
-ATTACH_STEPS = ("ipam", "veth", "address", "route", "store")
+ATTACH_STEPS = ("ipam", "veth", "address", "route", "firewall", "store")
 CREATE_STEPS = ("netns", "attach", "process")
 
 

@@ -6,7 +6,9 @@ that are still being set up, so a network is never removed under an attach in fl
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -52,6 +54,8 @@ class NetworkRegistry:
         self._pools: dict[str, AddressPool] = {}
         self._bridge_index: dict[str, int] = {}
         self._locks = KeyedLocks()
+        # Called after a network is added or removed (the firewall follows networks).
+        self.on_change: Callable[[], Awaitable[None]] | None = None
 
     async def load(self, *, default_bridge: str, default_subnet: IPv4Network) -> None:
         """Read networks and leases from the store, create the default network on first
@@ -78,6 +82,14 @@ class NetworkRegistry:
         self._pools[net.id] = AddressPool(net.subnet, gateway=net.gateway)
         self._metrics.networks.set(len(self._networks))
 
+    def _forget(self, net: Network) -> None:
+        del self._networks[net.id], self._pools[net.id]
+        self._bridge_index.pop(net.id, None)
+        self._metrics.networks.set(len(self._networks))
+        for gauge in (self._metrics.leases_allocated, self._metrics.leases_capacity):
+            with contextlib.suppress(KeyError):
+                gauge.remove(net.name)
+
     def _by_name(self, name: str) -> Network | None:
         return next((n for n in self._networks.values() if n.name == name), None)
 
@@ -86,6 +98,10 @@ class NetworkRegistry:
         index = await self._links.ensure_bridge(
             name=net.bridge, mac=net.bridge_mac, gateway=net.gateway_interface, mtu=net.mtu)
         self._bridge_index[net.id] = index
+        if not net.internal:
+            # Lets DNAT of the host's own connections to 127.0.0.1 leave via the bridge;
+            # the firewall drops packets from bridges to 127/8 (CVE-2020-8558).
+            await self._links.set_sysctl("route_localnet", "1", ifname=net.bridge)
         return index
 
     def bridge_index(self, net: Network) -> int:
@@ -135,6 +151,9 @@ class NetworkRegistry:
         pool = self._pools[net.id]
         self._metrics.leases_allocated.labels(net.name).set(pool.allocated)
         self._metrics.leases_capacity.labels(net.name).set(pool.capacity)
+        m = self._metrics
+        for counter in (m.allocations, m.releases, m.exhausted, m.reclaimed):
+            counter.labels(net.name)  # exported at 0, so increase() sees the first
 
     async def create(self, spec: NetworkSpec) -> Network:
         """Validate, make the bridge, record the network."""
@@ -168,11 +187,16 @@ class NetworkRegistry:
             try:
                 await self.ensure_bridge(net)
                 self._store.add_network(net)
+                self._add(net)
+                if self.on_change:
+                    await self.on_change()
             except BaseException:
+                if net.id in self._networks:
+                    self._forget(net)
+                    self._store.remove_network(net.id)
                 await self._links.delete_bridge(bridge)
                 self._bridge_index.pop(net.id, None)
                 raise
-            self._add(net)
             self._update_gauges(net)
         self._events.publish("network.created", network=name,
                              attributes={"subnet": str(subnet), "bridge": bridge})
@@ -198,11 +222,9 @@ class NetworkRegistry:
                     + (", ".join(holders) or "attach in progress")
                     + "; detach or remove them first")
             self._store.remove_network(net.id)
-            del self._networks[net.id], self._pools[net.id]
-            self._bridge_index.pop(net.id, None)
-            self._metrics.networks.set(len(self._networks))
-            self._metrics.leases_allocated.remove(net.name)
-            self._metrics.leases_capacity.remove(net.name)
+            self._forget(net)
+            if self.on_change:
+                await self.on_change()
             await self._links.delete_bridge(net.bridge)
         self._events.publish("network.removed", network=net.name)
         return net

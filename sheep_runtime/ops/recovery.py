@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,11 +73,15 @@ async def recover(*, config: Config, store: Store, links: LinkManager,
 
 
 async def collect_leaks(*, config: Config, store: Store, links: LinkManager,
-                        networks: NetworkRegistry, metrics: Metrics) -> dict[str, int]:
+                        networks: NetworkRegistry, metrics: Metrics,
+                        in_flight: Collection[str] = (), bridges: bool = True
+                        ) -> dict[str, int]:
     """Delete veths, bridges, pinned netns and container dirs that carry our marks but
-    belong to no record. Objects without our marks are never touched."""
-    veths = {a.host_interface for a in store.attachments()}
-    bridges = {n.bridge for n in networks.all()}
+    belong to no record. Objects without our marks are never touched, nor veths still
+    being set up (`in_flight`); bridges only when `bridges` (no network is being
+    created: at start)."""
+    veths = {a.host_interface for a in store.attachments()} | set(in_flight)
+    known_bridges = {n.bridge for n in networks.all()}
     ids = {c.id for c in store.containers()}
     counts = {"veth": 0, "bridge": 0, "netns": 0, "container_dir": 0}
     stale_links = []
@@ -84,7 +89,7 @@ async def collect_leaks(*, config: Config, store: Store, links: LinkManager,
         if OUR_VETH.match(link.name) and link.name not in veths:
             stale_links.append(link.name)
             counts["veth"] += 1
-        elif OUR_BRIDGE.match(link.name) and link.name not in bridges:
+        elif bridges and OUR_BRIDGE.match(link.name) and link.name not in known_bridges:
             stale_links.append(link.name)
             counts["bridge"] += 1
     await asyncio.gather(*(links.delete_link(name) for name in stale_links))

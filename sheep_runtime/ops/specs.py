@@ -12,6 +12,7 @@ from sheep_runtime.errors import InvalidArgument
 from sheep_runtime.ipam.subnets import parse_address
 from sheep_runtime.model import PortMapping
 from sheep_runtime.names import validate_ifname, validate_name
+from sheep_runtime.ops.ports import validate_ports
 
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
                          r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
@@ -45,13 +46,10 @@ def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
     """Validate one attachment request."""
     if not network:
         raise InvalidArgument("a network name or id is required", field="network")
-    if ports:
-        raise InvalidArgument("port publishing is not available yet in this version",
-                              field="ports")
     return AttachSpec(
         network=network,
         ip=parse_address(ip, field="ip") if ip else None,
-        ports=tuple(ports),
+        ports=validate_ports(ports),
         interface_name=validate_ifname(interface_name) if interface_name else "")
 
 

@@ -1,5 +1,66 @@
-"""Client of sheep-runtime's gRPC API. Never imports the daemon's package."""
+"""Client of sheep-runtime's gRPC API (`sheep.runtime.v1`). Never imports the daemon.
 
-from sheep_client.connection import DEFAULT_SOCKET, connect, target
+    from sheep_client import SheepClient, NotFound
 
-__all__ = ["DEFAULT_SOCKET", "connect", "target"]
+    with SheepClient() as sheep:             # /run/sheep/sheep.sock or $SHEEP_SOCKET
+        c = sheep.create_container(["/bin/sleep", "30"], name="demo")
+        print(c.id, c.networks[0].ip_address)
+        sheep.remove_container("demo", force=True)
+"""
+
+from sheep.runtime.v1 import runtime_pb2 as pb
+
+from sheep_client.builders import NetworkSpec, PortSpec, Since
+from sheep_client.client import (
+    DEFAULT_TIMEOUT,
+    AsyncEventStream,
+    AsyncSheepClient,
+    EventStream,
+    SheepClient,
+)
+from sheep_client.connection import DEFAULT_SOCKET, aio_channel, channel, connect, target
+from sheep_client.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PreconditionViolation,
+    ResourceExhausted,
+    ResourceRef,
+    SheepClientError,
+    Unavailable,
+    from_rpc_error,
+)
+from sheep_client.ports import parse_port
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "DEFAULT_TIMEOUT",
+    "AlreadyExists",
+    "AsyncEventStream",
+    "AsyncSheepClient",
+    "EventStream",
+    "FailedPrecondition",
+    "FieldViolation",
+    "Internal",
+    "InvalidArgument",
+    "NetworkSpec",
+    "NotFound",
+    "PortSpec",
+    "PreconditionViolation",
+    "ResourceExhausted",
+    "ResourceRef",
+    "SheepClient",
+    "SheepClientError",
+    "Since",
+    "Unavailable",
+    "aio_channel",
+    "channel",
+    "connect",
+    "from_rpc_error",
+    "parse_port",
+    "pb",
+    "target",
+]

@@ -1,19 +1,20 @@
-"""sheepctl: the command-line client. Talks only gRPC."""
+"""sheepctl: the command-line client, built on `sheep_client.SheepClient`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from sheep.runtime.v1 import runtime_pb2 as pb
-from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 
-from sheep_client.connection import connect
+from sheep_client.client import SheepClient
+from sheep_client.errors import SheepClientError
 from sheep_client.ports import parse_port
 
 STATE = {pb.Container.CREATED: "created", pb.Container.RUNNING: "running",
@@ -24,13 +25,31 @@ def _json(msg: Message) -> str:
     return json.dumps(MessageToDict(msg, preserving_proto_field_name=True), indent=2)
 
 
+def _pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
+    out = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ValueError(f"bad {what} {kv!r}: use KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _env(pairs: Sequence[str]) -> dict[str, str]:
+    return _pairs(pairs, "environment variable")
+
+
+def _filters(pairs: Sequence[str]) -> dict[str, str]:
+    return _pairs(pairs, "filter")
+
+
 def _addresses(c: pb.Container) -> str:
     return ",".join(f"{n.ip_address}/{n.prefix_length}" for n in c.networks) or "-"
 
 
-def cmd_run(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
+def cmd_run(api: SheepClient, a: argparse.Namespace) -> int:
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
-    env = dict(kv.split("=", 1) for kv in a.env)
+    env = _env(a.env)
     ports = [parse_port(p) for p in a.publish]
     nets = [pb.NetworkAttachmentRequest(network=n) for n in a.network]
     if a.ip or ports:
@@ -38,28 +57,30 @@ def cmd_run(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
             nets = [pb.NetworkAttachmentRequest(network="sheep0")]
         nets[0].ip = a.ip or ""
         nets[0].ports.extend(ports)
-    req = pb.CreateContainerRequest(name=a.name, command=command, env=env,
-                                    hostname=a.hostname, networks=nets,
-                                    network_mode=a.network_mode)
+
+    def create() -> pb.Container:
+        c = api.create_container(command, name=a.name, env=env, hostname=a.hostname,
+                                 networks=nets, network_mode=a.network_mode)
+        print(f"{c.id}\t{STATE[c.state]}\tpid={c.pid}\t{_addresses(c)}", flush=True)
+        return c
+
     if a.detach:
-        c = api.CreateContainer(req)
-        print(f"{c.id}\t{STATE[c.state]}\tpid={c.pid}\t{_addresses(c)}")
+        create()
         return 0
-    # Foreground: subscribe first so the exit cannot be missed, then wait for it.
-    events = api.WatchEvents(pb.WatchEventsRequest(filters={"type": "container.exited"}))
-    c = api.CreateContainer(req)
-    print(f"{c.id}\t{STATE[c.state]}\tpid={c.pid}\t{_addresses(c)}", flush=True)
-    for e in events:
-        if e.container_id == c.id:
-            events.cancel()
-            return int(e.attributes.get("exit_code", "0"))
+    # Foreground: subscribe first (replaying from a second ago, so even an instant exit
+    # cannot be missed), then wait for this container's exit.
+    with api.watch_events({"type": "container.exited"}, since=time.time() - 1) as events:
+        c = create()
+        for e in events:
+            if e.container_id == c.id:
+                return int(e.attributes.get("exit_code", "0"))
     return 1
 
 
-def cmd_ps(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
-    resp = api.ListContainers(pb.ListContainersRequest(filters={"all": "true"} if a.all else {}))
+def cmd_ps(api: SheepClient, a: argparse.Namespace) -> int:
+    containers = api.list_containers(all=a.all)
     print(f"{'ID':<12}  {'NAME':<20}  {'STATE':<8}  {'PID':>7}  ADDRESSES  COMMAND")
-    for c in resp.containers:
+    for c in containers:
         state = STATE.get(c.state, "?")
         if c.state == pb.Container.EXITED:
             state = f"exited({c.exit_code})"
@@ -68,26 +89,26 @@ def cmd_ps(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_inspect(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
-    print(_json(api.Inspect(pb.InspectRequest(id=a.id))))
+def cmd_inspect(api: SheepClient, a: argparse.Namespace) -> int:
+    print(_json(api.inspect(a.id)))
     return 0
 
 
-def cmd_stop(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
+def cmd_stop(api: SheepClient, a: argparse.Namespace) -> int:
     for ref in a.ids:
-        c = api.StopContainer(pb.StopContainerRequest(id=ref, timeout_seconds=a.time))
+        c = api.stop_container(ref, timeout_seconds=a.time)
         print(f"{c.id[:12]}\texited({c.exit_code})")
     return 0
 
 
-def cmd_rm(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
+def cmd_rm(api: SheepClient, a: argparse.Namespace) -> int:
     for ref in a.ids:
-        print(api.RemoveContainer(pb.RemoveContainerRequest(id=ref, force=a.force)).id)
+        print(api.remove_container(ref, force=a.force))
     return 0
 
 
-def cmd_port(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
-    c = api.Inspect(pb.InspectRequest(id=a.id))
+def cmd_port(api: SheepClient, a: argparse.Namespace) -> int:
+    c = api.inspect(a.id)
     for p in c.ports:
         n = max(p.count, 1)
         cport = f"{p.container_port}" + (f"-{p.container_port + n - 1}" if n > 1 else "")
@@ -96,43 +117,40 @@ def cmd_port(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_network(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
+def cmd_network(api: SheepClient, a: argparse.Namespace) -> int:
     if a.net_cmd == "create":
-        req = pb.CreateNetworkRequest(name=a.name, subnet=a.subnet, gateway=a.gateway,
-                                      bridge=a.bridge, mtu=a.mtu, internal=a.internal)
-        if a.no_icc:
-            req.icc = False
-        print(api.CreateNetwork(req).id)
+        print(api.create_network(a.name, a.subnet, gateway=a.gateway, bridge=a.bridge,
+                                 mtu=a.mtu, internal=a.internal,
+                                 icc=False if a.no_icc else None).id)
     elif a.net_cmd == "ls":
         print(f"{'NAME':<16}  {'BRIDGE':<15}  {'SUBNET':<18}  {'GATEWAY':<15}  LEASES")
-        for n in api.ListNetworks(pb.ListNetworksRequest()).networks:
+        for n in api.list_networks():
             print(f"{n.name:<16}  {n.bridge:<15}  {n.subnet:<18}  {n.gateway:<15}  "
                   f"{n.leases_allocated}/{n.leases_capacity}")
     elif a.net_cmd == "inspect":
-        print(_json(api.InspectNetwork(pb.InspectNetworkRequest(id=a.name))))
+        print(_json(api.inspect_network(a.name)))
     elif a.net_cmd == "rm":
-        print(api.RemoveNetwork(pb.RemoveNetworkRequest(id=a.name)).id)
+        print(api.remove_network(a.name))
     elif a.net_cmd == "connect":
-        att = api.AttachNetwork(pb.AttachNetworkRequest(
-            container_id=a.container, network=a.name, ip=a.ip,
-            ports=[parse_port(p) for p in a.publish], interface_name=a.interface))
+        att = api.attach_network(a.container, a.name, ip=a.ip, ports=a.publish,
+                                 interface_name=a.interface)
         print(f"{att.interface_name}\t{att.ip_address}/{att.prefix_length}")
     elif a.net_cmd == "disconnect":
-        api.DetachNetwork(pb.DetachNetworkRequest(container_id=a.container, network=a.name))
+        api.detach_network(a.container, a.name)
     return 0
 
 
-def cmd_events(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
-    filters = dict(kv.split("=", 1) for kv in a.filter)
-    for e in api.WatchEvents(pb.WatchEventsRequest(filters=filters)):
-        attrs = " ".join(f"{k}={v}" for k, v in sorted(e.attributes.items()))
-        print(f"{e.time.ToDatetime().isoformat()}Z {e.type} {e.container_id[:12]} "
-              f"{e.network} {attrs}".rstrip(), flush=True)
+def cmd_events(api: SheepClient, a: argparse.Namespace) -> int:
+    with api.watch_events(_filters(a.filter)) as events:
+        for e in events:
+            attrs = " ".join(f"{k}={v}" for k, v in sorted(e.attributes.items()))
+            print(f"{e.time.ToDatetime().isoformat()}Z {e.type} {e.container_id[:12]} "
+                  f"{e.network} {attrs}".rstrip(), flush=True)
     return 0
 
 
-def cmd_version(api: pb_grpc.RuntimeServiceStub, a: argparse.Namespace) -> int:
-    print(_json(api.Version(pb.VersionRequest())))
+def cmd_version(api: SheepClient, a: argparse.Namespace) -> int:
+    print(_json(api.version()))
     return 0
 
 
@@ -204,10 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sheepctl`."""
     a = build_parser().parse_args(argv)
-    api = connect(socket=a.socket, host=a.host)
     try:
-        return int(a.fn(api, a))
-    except grpc.RpcError as e:
+        with SheepClient(socket=a.socket, host=a.host) as api:
+            return int(a.fn(api, a))
+    except SheepClientError as e:
+        print(f"sheepctl: {e.code.name}: {e.details}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as e:  # pragma: no cover - the wrapper converts them all
         print(f"sheepctl: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
     except ValueError as e:

@@ -108,17 +108,19 @@ class RuntimeServiceServicer:
 
     def CreateContainer(self, request, context):
         """Creates a container, configures its networks and starts its command.
-        Returns the RUNNING container. Errors: INVALID_ARGUMENT (empty command, bad name,
-        bad address or port), ALREADY_EXISTS (name, static address or host port taken),
-        NOT_FOUND (unknown network), RESOURCE_EXHAUSTED (address pool full).
+        Returns the RUNNING container. All or nothing: on failure no record, namespace,
+        interface or lease is left behind. Errors: INVALID_ARGUMENT (empty command, bad
+        name, bad address or port), ALREADY_EXISTS (name, static address or host port
+        taken), NOT_FOUND (unknown network), RESOURCE_EXHAUSTED (address pool full).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StopContainer(self, request, context):
-        """Sends SIGTERM to the container's command, then SIGKILL after the timeout.
-        Returns the EXITED container. Errors: NOT_FOUND.
+        """Sends SIGTERM to the container's command, then SIGKILL after the timeout, and waits
+        for it to exit. Returns the EXITED container (a container that already exited is
+        returned as it is). Errors: NOT_FOUND, INVALID_ARGUMENT (ambiguous id prefix).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +135,8 @@ class RuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListContainers(self, request, context):
-        """Lists containers, by default only running ones.
+        """Lists containers, by default only running ones, in creation order.
+        Errors: none (an unknown filter value matches nothing).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,24 +144,27 @@ class RuntimeServiceServicer:
 
     def Inspect(self, request, context):
         """Returns one container by full id, unique id prefix or name.
-        Errors: NOT_FOUND, INVALID_ARGUMENT (ambiguous prefix; the message lists candidates).
+        Errors: NOT_FOUND, INVALID_ARGUMENT (empty id, or an ambiguous prefix; the message
+        lists the candidates).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AttachNetwork(self, request, context):
-        """Connects a container to a network; idempotent (returns the existing attachment).
-        Errors: NOT_FOUND, ALREADY_EXISTS (address or port taken), RESOURCE_EXHAUSTED,
-        FAILED_PRECONDITION (container exited).
+        """Connects a running container to a network; idempotent (returns the existing
+        attachment). Errors: NOT_FOUND (container or network), INVALID_ARGUMENT (bad
+        address, interface name or port), ALREADY_EXISTS (address or port taken),
+        RESOURCE_EXHAUSTED (address pool full), FAILED_PRECONDITION (container exited, or
+        already attached with another address).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DetachNetwork(self, request, context):
-        """Disconnects a container from a network, deleting its interface and releasing its lease.
-        Errors: NOT_FOUND (container, network or attachment).
+        """Disconnects a container from a network, deleting its interface and releasing its
+        lease. Errors: NOT_FOUND (container, network or attachment).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,21 +172,23 @@ class RuntimeServiceServicer:
 
     def CreateNetwork(self, request, context):
         """Creates a user network with its own bridge and subnet.
-        Errors: INVALID_ARGUMENT (bad or overlapping subnet), ALREADY_EXISTS (name or bridge).
+        Errors: INVALID_ARGUMENT (bad name, subnet, gateway or MTU, or a subnet overlapping
+        another network or a host route), ALREADY_EXISTS (name, bridge or interface name).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def InspectNetwork(self, request, context):
-        """Returns one network by id, unique id prefix or name. Errors: NOT_FOUND.
+        """Returns one network by name, id or unique id prefix.
+        Errors: NOT_FOUND, INVALID_ARGUMENT (empty or ambiguous id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListNetworks(self, request, context):
-        """Lists all networks.
+        """Lists all networks, the default network included. Errors: none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,7 +203,9 @@ class RuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchEvents(self, request, context):
-        """Streams events as they happen, optionally replaying retained ones first.
+        """Streams events as they happen, optionally replaying retained ones first; the stream
+        runs until the client cancels it (or its deadline passes). A subscriber that falls
+        behind gets an "events.dropped" event carrying the number lost ("count").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,6 +213,7 @@ class RuntimeServiceServicer:
 
     def Version(self, request, context):
         """Reports versions of the daemon, the API and the kernel, and the backends in use.
+        Errors: none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,88 @@
+"""Request builders shared by the sync and asyncio clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TypeAlias
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sheep.runtime.v1 import runtime_pb2 as pb
+
+from sheep_client.ports import parse_port
+
+#: A network to attach at creation: its name or id, or a full request message.
+NetworkSpec: TypeAlias = "str | pb.NetworkAttachmentRequest"
+#: A published port: a Docker-style spec ("8080:80/tcp") or a PortMapping message.
+PortSpec: TypeAlias = "str | pb.PortMapping"
+#: A point in time: an aware (or UTC naive) datetime, Unix seconds, or a Timestamp.
+Since: TypeAlias = "datetime | float | Timestamp | None"
+
+
+def port_mappings(ports: Sequence[PortSpec]) -> list[pb.PortMapping]:
+    """PortMapping messages from specs (strings are parsed like `docker -p`)."""
+    return [parse_port(p) if isinstance(p, str) else p for p in ports]
+
+
+def network_requests(networks: Sequence[NetworkSpec]) -> list[pb.NetworkAttachmentRequest]:
+    """NetworkAttachmentRequest messages from network names or messages."""
+    return [pb.NetworkAttachmentRequest(network=n) if isinstance(n, str) else n
+            for n in networks]
+
+
+def timestamp(when: Since) -> Timestamp | None:
+    """A Timestamp for `since` arguments (None stays None)."""
+    if when is None or isinstance(when, Timestamp):
+        return when
+    ts = Timestamp()
+    if isinstance(when, datetime):
+        ts.FromDatetime(when)
+    else:
+        ts.FromNanoseconds(int(when * 1e9))
+    return ts
+
+
+def create_container(command: Sequence[str], *, name: str = "",
+                     env: Mapping[str, str] | None = None, hostname: str = "",
+                     networks: Sequence[NetworkSpec] = (),
+                     network_mode: str = "") -> pb.CreateContainerRequest:
+    if isinstance(command, str):
+        raise TypeError("command is an argv list, e.g. ['/bin/sleep', '30'], not a string")
+    return pb.CreateContainerRequest(name=name, command=list(command), env=dict(env or {}),
+                                     hostname=hostname, networks=network_requests(networks),
+                                     network_mode=network_mode)
+
+
+def list_containers(*, all: bool = False,
+                    filters: Mapping[str, str] | None = None) -> pb.ListContainersRequest:
+    f = dict(filters or {})
+    if all:
+        f["all"] = "true"
+    return pb.ListContainersRequest(filters=f)
+
+
+def attach_network(container_id: str, network: str, *, ip: str = "",
+                   ports: Sequence[PortSpec] = (),
+                   interface_name: str = "") -> pb.AttachNetworkRequest:
+    return pb.AttachNetworkRequest(container_id=container_id, network=network, ip=ip,
+                                   ports=port_mappings(ports),
+                                   interface_name=interface_name)
+
+
+def create_network(name: str, subnet: str, *, gateway: str = "", bridge: str = "",
+                   mtu: int = 0, internal: bool = False,
+                   icc: bool | None = None) -> pb.CreateNetworkRequest:
+    req = pb.CreateNetworkRequest(name=name, subnet=subnet, gateway=gateway, bridge=bridge,
+                                  mtu=mtu, internal=internal)
+    if icc is not None:
+        req.icc = icc
+    return req
+
+
+def watch_events(filters: Mapping[str, str] | None = None,
+                 since: Since = None) -> pb.WatchEventsRequest:
+    req = pb.WatchEventsRequest(filters=dict(filters or {}))
+    ts = timestamp(since)
+    if ts is not None:
+        req.since.CopyFrom(ts)
+    return req

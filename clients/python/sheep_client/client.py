@@ -1,0 +1,442 @@
+"""Typed wrappers over every RPC of `sheep.runtime.v1.RuntimeService`.
+
+`SheepClient` is blocking, `AsyncSheepClient` is its asyncio (grpc.aio) twin with the
+same methods as coroutines. Both return the protobuf messages (`Container`, `Network`,
+`NetworkAttachment`, `Event`, `VersionResponse`), plain ids where the reply is only an
+id, and raise `sheep_client.errors.SheepClientError` subclasses on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from sheep.runtime.v1 import runtime_pb2 as pb
+from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
+
+from sheep_client import builders, connection
+from sheep_client.builders import NetworkSpec, PortSpec, Since
+from sheep_client.errors import Unavailable, from_rpc_error
+
+#: Deadline of a unary call unless the client or the call says otherwise, in seconds.
+DEFAULT_TIMEOUT = 60.0
+#: The daemon's own SIGTERM-to-SIGKILL delay when StopContainer gets 0.
+DEFAULT_STOP_SECONDS = 10
+
+
+def _stop_deadline(base: float | None, timeout_seconds: int) -> float | None:
+    """A StopContainer call lasts up to its grace period: extend the deadline by it."""
+    return None if base is None else base + (timeout_seconds or DEFAULT_STOP_SECONDS)
+
+
+def _quiet_end(err: grpc.RpcError, cancelled: bool) -> bool:
+    """Whether a stream error is just its end: our own cancel or its duration ran out."""
+    code = err.code()
+    return bool((cancelled and code == grpc.StatusCode.CANCELLED)
+                or code == grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class EventStream(Iterator[pb.Event]):
+    """A live WatchEvents stream: iterate it for `Event` messages; `cancel()` (or leave
+    its `with` block) to stop. Iteration ends quietly after a cancel or when its
+    `duration` runs out; any other failure raises a typed error."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._cancelled = False
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> pb.Event:
+        try:
+            event: pb.Event = next(self._call)
+        except grpc.RpcError as e:
+            if _quiet_end(e, self._cancelled):
+                raise StopIteration from None
+            raise from_rpc_error(e) from None
+        return event
+
+    def cancel(self) -> None:
+        """Stop the stream; a pending or later `next()` ends the iteration."""
+        self._cancelled = True
+        self._call.cancel()
+
+    close = cancel
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class AsyncEventStream(AsyncIterator[pb.Event]):
+    """The asyncio twin of `EventStream`: `async for event in stream`."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._cancelled = False
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> pb.Event:
+        if self._cancelled:
+            raise StopAsyncIteration
+        try:
+            msg = await self._call.read()
+        except grpc.RpcError as e:
+            if _quiet_end(e, self._cancelled):
+                raise StopAsyncIteration from None
+            raise from_rpc_error(e) from None
+        except asyncio.CancelledError:
+            if self._cancelled:  # our own cancel(), not the task's
+                raise StopAsyncIteration from None
+            raise
+        if msg is grpc.aio.EOF:
+            raise StopAsyncIteration
+        event: pb.Event = msg
+        return event
+
+    def cancel(self) -> None:
+        """Stop the stream; a pending or later read ends the iteration."""
+        self._cancelled = True
+        self._call.cancel()
+
+    close = cancel
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class SheepClient:
+    """A blocking client of sheepd.
+
+    Connects to the Unix socket `socket` (default: env SHEEP_SOCKET, else
+    /run/sheep/sheep.sock), or to TCP `host` ("127.0.0.1:50051"), or uses the given
+    `channel`. `timeout` is the default deadline of unary calls in seconds (None: no
+    deadline). Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(self, *, socket: str = "", host: str = "",
+                 channel: grpc.Channel | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT,
+                 options: connection.ChannelOptions | None = None) -> None:
+        self._owns_channel = channel is None
+        self._channel: grpc.Channel = channel if channel is not None else \
+            connection.channel(socket=socket, host=host, options=options)
+        self._stub = pb_grpc.RuntimeServiceStub(self._channel)
+        self.timeout = timeout
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying channel."""
+        return self._channel
+
+    @property
+    def stub(self) -> pb_grpc.RuntimeServiceStub:
+        """The generated stub, for anything the wrapper does not cover."""
+        return self._stub
+
+    def close(self) -> None:
+        """Close the channel (if this client opened it)."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> SheepClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        try:
+            return getattr(self._stub, method)(
+                request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the channel is connected; `Unavailable` after `timeout` seconds."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise Unavailable(grpc.StatusCode.UNAVAILABLE,
+                              f"sheepd not reachable after {timeout}s") from None
+
+    # -- containers -----------------------------------------------------------------
+
+    def create_container(self, command: Sequence[str], *, name: str = "",
+                         env: Mapping[str, str] | None = None, hostname: str = "",
+                         networks: Sequence[NetworkSpec] = (), network_mode: str = "",
+                         timeout: float | None = None) -> pb.Container:
+        """Create and start a container running `command` (an argv list); the RUNNING
+        container. `networks` are names or `NetworkAttachmentRequest`s (empty: the
+        default network unless `network_mode="none"`)."""
+        req = builders.create_container(command, name=name, env=env, hostname=hostname,
+                                        networks=networks, network_mode=network_mode)
+        c: pb.Container = self._call("CreateContainer", req, timeout)
+        return c
+
+    def stop_container(self, id: str, *, timeout_seconds: int = 0,
+                       timeout: float | None = None) -> pb.Container:
+        """SIGTERM, then SIGKILL after `timeout_seconds` (0: 10 s); the EXITED container."""
+        req = pb.StopContainerRequest(id=id, timeout_seconds=timeout_seconds)
+        c: pb.Container = self._call("StopContainer", req,
+                                     timeout or _stop_deadline(self.timeout, timeout_seconds))
+        return c
+
+    def remove_container(self, id: str, *, force: bool = False,
+                         timeout: float | None = None) -> str:
+        """Remove a container (kill it first with `force`); its full id."""
+        resp: pb.RemoveContainerResponse = self._call(
+            "RemoveContainer", pb.RemoveContainerRequest(id=id, force=force), timeout)
+        return resp.id
+
+    def list_containers(self, *, all: bool = False, filters: Mapping[str, str] | None = None,
+                        timeout: float | None = None) -> list[pb.Container]:
+        """Running containers (every one with `all`); `filters`: name, network, state."""
+        resp: pb.ListContainersResponse = self._call(
+            "ListContainers", builders.list_containers(all=all, filters=filters), timeout)
+        return list(resp.containers)
+
+    def inspect(self, id: str, *, timeout: float | None = None) -> pb.Container:
+        """One container by full id, unique id prefix or name."""
+        c: pb.Container = self._call("Inspect", pb.InspectRequest(id=id), timeout)
+        return c
+
+    inspect_container = inspect
+
+    # -- attachments ----------------------------------------------------------------
+
+    def attach_network(self, container_id: str, network: str, *, ip: str = "",
+                       ports: Sequence[PortSpec] = (), interface_name: str = "",
+                       timeout: float | None = None) -> pb.NetworkAttachment:
+        """Connect a running container to a network (idempotent); the attachment.
+        `ports` are PortMappings or specs like "8080:80/tcp"."""
+        req = builders.attach_network(container_id, network, ip=ip, ports=ports,
+                                      interface_name=interface_name)
+        att: pb.NetworkAttachment = self._call("AttachNetwork", req, timeout)
+        return att
+
+    def detach_network(self, container_id: str, network: str, *,
+                       timeout: float | None = None) -> None:
+        """Disconnect a container from a network."""
+        self._call("DetachNetwork", pb.DetachNetworkRequest(container_id=container_id,
+                                                            network=network), timeout)
+
+    # -- networks -------------------------------------------------------------------
+
+    def create_network(self, name: str, subnet: str, *, gateway: str = "", bridge: str = "",
+                       mtu: int = 0, internal: bool = False, icc: bool | None = None,
+                       timeout: float | None = None) -> pb.Network:
+        """Create a user network (its own bridge and IPv4 `subnet` in CIDR form)."""
+        req = builders.create_network(name, subnet, gateway=gateway, bridge=bridge, mtu=mtu,
+                                      internal=internal, icc=icc)
+        n: pb.Network = self._call("CreateNetwork", req, timeout)
+        return n
+
+    def inspect_network(self, id: str, *, timeout: float | None = None) -> pb.Network:
+        """One network by name, id or unique id prefix."""
+        n: pb.Network = self._call("InspectNetwork", pb.InspectNetworkRequest(id=id), timeout)
+        return n
+
+    def list_networks(self, *, timeout: float | None = None) -> list[pb.Network]:
+        """Every network."""
+        resp: pb.ListNetworksResponse = self._call("ListNetworks", pb.ListNetworksRequest(),
+                                                   timeout)
+        return list(resp.networks)
+
+    def remove_network(self, id: str, *, timeout: float | None = None) -> str:
+        """Remove a network with nothing attached, and its bridge; its id."""
+        resp: pb.RemoveNetworkResponse = self._call(
+            "RemoveNetwork", pb.RemoveNetworkRequest(id=id), timeout)
+        return resp.id
+
+    # -- events and version ---------------------------------------------------------
+
+    def watch_events(self, filters: Mapping[str, str] | None = None, since: Since = None,
+                     *, duration: float | None = None) -> EventStream:
+        """Stream events (replaying retained ones newer than `since` first). `filters`:
+        container (id or name), network (name), type (prefix such as "container.").
+        The stream ends quietly after `duration` seconds, if given, or on `cancel()`.
+
+        The daemon subscribes when the call reaches it: to be sure to see the events of
+        something done right after this call, pass `since=time.time()` (retained
+        events newer than it are replayed first, none twice)."""
+        try:
+            call = self._stub.WatchEvents(builders.watch_events(filters, since),
+                                          timeout=duration)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        return EventStream(call)
+
+    def version(self, *, timeout: float | None = None) -> pb.VersionResponse:
+        """Daemon, API and kernel versions and the backends in use."""
+        v: pb.VersionResponse = self._call("Version", pb.VersionRequest(), timeout)
+        return v
+
+
+class AsyncSheepClient:
+    """The asyncio client: the methods of `SheepClient` as coroutines, over grpc.aio.
+
+    Create it inside a running event loop; `async with AsyncSheepClient() as c:` or
+    `await c.close()`. `watch_events()` returns an `AsyncEventStream`.
+    """
+
+    def __init__(self, *, socket: str = "", host: str = "",
+                 channel: grpc.aio.Channel | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT,
+                 options: connection.ChannelOptions | None = None) -> None:
+        self._owns_channel = channel is None
+        self._channel: grpc.aio.Channel = channel if channel is not None else \
+            connection.aio_channel(socket=socket, host=host, options=options)
+        self._stub = pb_grpc.RuntimeServiceStub(self._channel)
+        self.timeout = timeout
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying grpc.aio channel."""
+        return self._channel
+
+    @property
+    def stub(self) -> pb_grpc.RuntimeServiceStub:
+        """The generated stub (its calls are awaitable)."""
+        return self._stub
+
+    async def close(self) -> None:
+        """Close the channel (if this client opened it)."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> AsyncSheepClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        try:
+            return await getattr(self._stub, method)(
+                request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the channel is connected; `Unavailable` after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        except TimeoutError:
+            raise Unavailable(grpc.StatusCode.UNAVAILABLE,
+                              f"sheepd not reachable after {timeout}s") from None
+
+    # -- containers -----------------------------------------------------------------
+
+    async def create_container(self, command: Sequence[str], *, name: str = "",
+                               env: Mapping[str, str] | None = None, hostname: str = "",
+                               networks: Sequence[NetworkSpec] = (), network_mode: str = "",
+                               timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.create_container`."""
+        req = builders.create_container(command, name=name, env=env, hostname=hostname,
+                                        networks=networks, network_mode=network_mode)
+        c: pb.Container = await self._call("CreateContainer", req, timeout)
+        return c
+
+    async def stop_container(self, id: str, *, timeout_seconds: int = 0,
+                             timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.stop_container`."""
+        req = pb.StopContainerRequest(id=id, timeout_seconds=timeout_seconds)
+        c: pb.Container = await self._call(
+            "StopContainer", req, timeout or _stop_deadline(self.timeout, timeout_seconds))
+        return c
+
+    async def remove_container(self, id: str, *, force: bool = False,
+                               timeout: float | None = None) -> str:
+        """See `SheepClient.remove_container`."""
+        resp: pb.RemoveContainerResponse = await self._call(
+            "RemoveContainer", pb.RemoveContainerRequest(id=id, force=force), timeout)
+        return resp.id
+
+    async def list_containers(self, *, all: bool = False,
+                              filters: Mapping[str, str] | None = None,
+                              timeout: float | None = None) -> list[pb.Container]:
+        """See `SheepClient.list_containers`."""
+        resp: pb.ListContainersResponse = await self._call(
+            "ListContainers", builders.list_containers(all=all, filters=filters), timeout)
+        return list(resp.containers)
+
+    async def inspect(self, id: str, *, timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.inspect`."""
+        c: pb.Container = await self._call("Inspect", pb.InspectRequest(id=id), timeout)
+        return c
+
+    inspect_container = inspect
+
+    # -- attachments ----------------------------------------------------------------
+
+    async def attach_network(self, container_id: str, network: str, *, ip: str = "",
+                             ports: Sequence[PortSpec] = (), interface_name: str = "",
+                             timeout: float | None = None) -> pb.NetworkAttachment:
+        """See `SheepClient.attach_network`."""
+        req = builders.attach_network(container_id, network, ip=ip, ports=ports,
+                                      interface_name=interface_name)
+        att: pb.NetworkAttachment = await self._call("AttachNetwork", req, timeout)
+        return att
+
+    async def detach_network(self, container_id: str, network: str, *,
+                             timeout: float | None = None) -> None:
+        """See `SheepClient.detach_network`."""
+        await self._call("DetachNetwork", pb.DetachNetworkRequest(container_id=container_id,
+                                                                  network=network), timeout)
+
+    # -- networks -------------------------------------------------------------------
+
+    async def create_network(self, name: str, subnet: str, *, gateway: str = "",
+                             bridge: str = "", mtu: int = 0, internal: bool = False,
+                             icc: bool | None = None,
+                             timeout: float | None = None) -> pb.Network:
+        """See `SheepClient.create_network`."""
+        req = builders.create_network(name, subnet, gateway=gateway, bridge=bridge, mtu=mtu,
+                                      internal=internal, icc=icc)
+        n: pb.Network = await self._call("CreateNetwork", req, timeout)
+        return n
+
+    async def inspect_network(self, id: str, *, timeout: float | None = None) -> pb.Network:
+        """See `SheepClient.inspect_network`."""
+        n: pb.Network = await self._call("InspectNetwork", pb.InspectNetworkRequest(id=id),
+                                         timeout)
+        return n
+
+    async def list_networks(self, *, timeout: float | None = None) -> list[pb.Network]:
+        """See `SheepClient.list_networks`."""
+        resp: pb.ListNetworksResponse = await self._call(
+            "ListNetworks", pb.ListNetworksRequest(), timeout)
+        return list(resp.networks)
+
+    async def remove_network(self, id: str, *, timeout: float | None = None) -> str:
+        """See `SheepClient.remove_network`."""
+        resp: pb.RemoveNetworkResponse = await self._call(
+            "RemoveNetwork", pb.RemoveNetworkRequest(id=id), timeout)
+        return resp.id
+
+    # -- events and version ---------------------------------------------------------
+
+    def watch_events(self, filters: Mapping[str, str] | None = None, since: Since = None,
+                     *, duration: float | None = None) -> AsyncEventStream:
+        """See `SheepClient.watch_events`; iterate it with `async for`."""
+        call = self._stub.WatchEvents(builders.watch_events(filters, since), timeout=duration)
+        return AsyncEventStream(call)
+
+    async def version(self, *, timeout: float | None = None) -> pb.VersionResponse:
+        """See `SheepClient.version`."""
+        v: pb.VersionResponse = await self._call("Version", pb.VersionRequest(), timeout)
+        return v

@@ -1,0 +1,184 @@
+"""Self-repair: follows the kernel's link and address events for our bridges and host
+veths and puts back what someone else broke.
+
+Every reaction re-reads the kernel under the owner's lock before acting, so stale or
+duplicated events, and our own changes, never cause a wrong repair: an event is only a
+hint of where to look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sheep_runtime.errors import SheepError
+from sheep_runtime.metrics import Metrics
+from sheep_runtime.model import Attachment, ContainerState, Network
+from sheep_runtime.netlink import LinkManager
+from sheep_runtime.netlink.monitor import AddressEvent, LinkEvent, Resync
+from sheep_runtime.ops.attach import Attacher
+from sheep_runtime.ops.containers import ContainerService
+from sheep_runtime.ops.events import EventBus
+from sheep_runtime.ops.networks import NetworkRegistry
+from sheep_runtime.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Healer:
+    """Turns netlink events into checks, and checks into repairs."""
+
+    def __init__(self, *, store: Store, networks: NetworkRegistry,
+                 containers: ContainerService, attacher: Attacher, links: LinkManager,
+                 metrics: Metrics, events: EventBus) -> None:
+        self._store = store
+        self._networks = networks
+        self._containers = containers
+        self._attacher = attacher
+        self._links = links
+        self._metrics = metrics
+        self._events = events
+        self._bridge_of_index: dict[int, str] = {}  # ifindex -> network id
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    # -- events -------------------------------------------------------------------
+
+    async def handle(self, ev: LinkEvent | AddressEvent | Resync) -> None:
+        """Netlink monitor handler: schedule the checks an event calls for."""
+        if isinstance(ev, Resync):
+            self.check_everything(entries=ev.reason == "start")
+            return
+        if isinstance(ev, AddressEvent):
+            net_id = self._bridge_of_index.get(ev.index)
+            if net_id and ev.action == "del":
+                self._schedule_bridge(net_id)
+            return
+        net = self._network_of_bridge(ev.name)
+        if net is not None:
+            if ev.action == "new" and not ev.moved:
+                self._bridge_of_index[ev.index] = net.id
+            if ev.action == "del" or not ev.up:
+                self._schedule_bridge(net.id)
+            return
+        if not ev.name.startswith("shp"):
+            return
+        for a in self._store.attachments_by_host_interface(ev.name):
+            bridge_index = self._networks.bridge_index_or_none(a.network_id)
+            if ev.action == "del" or not ev.up or ev.master != bridge_index:
+                self._schedule_attachment(a)
+
+    def _network_of_bridge(self, name: str) -> Network | None:
+        return next((n for n in self._networks.all() if n.bridge == name), None)
+
+    def check_everything(self, *, entries: bool = False) -> None:
+        """Check every bridge, and through them every attachment; with `entries` also
+        re-add each port's bridge entries (at start: older daemons did not make them)."""
+        for net in self._networks.all():
+            self._schedule_bridge(net.id, entries=entries)
+
+    # -- scheduling: one check per object at a time, re-run once if asked meanwhile --
+
+    def _schedule(self, key: str, check: Callable[[], Awaitable[None]]) -> None:
+        if key in self._running:
+            self._again.add(key)
+            return
+
+        async def run() -> None:
+            try:
+                await check()
+            except SheepError as e:
+                log.error("repair %s failed: %s", key, e)
+            finally:
+                del self._running[key]
+                if key in self._again:
+                    self._again.discard(key)
+                    self._schedule(key, check)
+
+        self._running[key] = asyncio.create_task(run(), name=f"heal-{key}")
+
+    def _schedule_bridge(self, network_id: str, *, entries: bool = False) -> None:
+        self._schedule(f"bridge:{network_id}",
+                       lambda: self._check_bridge(network_id, entries=entries))
+
+    def _schedule_attachment(self, a: Attachment, *, entries: bool = False) -> None:
+        self._schedule(f"link:{a.host_interface}", lambda: self._check_attachment(
+            a.container_id, a.network_id, entries=entries))
+
+    async def close(self) -> None:
+        tasks = list(self._running.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- checks -------------------------------------------------------------------
+
+    async def _check_bridge(self, network_id: str, *, entries: bool) -> None:
+        net = self._networks.get_by_id_or_none(network_id)
+        if net is None:
+            return  # removed meanwhile
+        before = await self._links.get_link(net.bridge)
+        healthy = (before is not None and before.up
+                   and before.index == self._networks.bridge_index_or_none(net.id)
+                   and await self._links.has_address(net.bridge, net.gateway_interface))
+        index = await self._networks.ensure_bridge(net)
+        self._bridge_of_index[index] = net.id
+        if not healthy:
+            self._metrics.repairs.labels("bridge").inc()
+            self._events.publish("bridge.repaired", network=net.name,
+                                 attributes={"bridge": net.bridge,
+                                             "was": "missing" if before is None else
+                                             ("down" if not before.up else "address")})
+            log.warning("bridge %s of network %s repaired", net.bridge, net.name)
+        # A bridge re-made, or set down, has lost its neighbour and fdb entries.
+        for a in self._store.attachments(network_id=net.id):
+            self._schedule_attachment(a, entries=entries or not healthy)
+
+    async def _check_attachment(self, container_id: str, network_id: str, *,
+                                entries: bool) -> None:
+        async with self._containers.locked(container_id):
+            a = self._store.attachment(container_id, network_id)
+            net = self._networks.get_by_id_or_none(network_id)
+            if a is None or net is None:
+                return  # detached or removed meanwhile
+            bridge_index = self._networks.bridge_index_or_none(net.id)
+            info = await self._links.get_link(a.host_interface)
+            if info is None:
+                await self._link_missing(a, net)
+                return
+            if bridge_index is None:
+                self._schedule_bridge(net.id)
+                return
+            broken = not info.up or info.master != bridge_index
+            if broken:
+                if not info.up:
+                    self._events.publish("link.down", container_id=a.container_id,
+                                         network=net.name,
+                                         attributes={"host_interface": a.host_interface})
+                await self._links.set_port(a.host_interface, master=bridge_index)
+            if broken or entries:
+                await self._attacher.restore_bridge_entries(a, net, port_index=info.index)
+            if broken:
+                self._repaired(a, net, "nomaster" if info.master != bridge_index else "down")
+
+    async def _link_missing(self, a: Attachment, net: Network) -> None:
+        self._events.publish("link.missing", container_id=a.container_id, network=net.name,
+                             attributes={"host_interface": a.host_interface})
+        c = self._store.container(a.container_id)
+        if c is not None and c.state == ContainerState.RUNNING:
+            await self._attacher.replug(c, a, net)
+            self._repaired(a, net, "missing")
+            return
+        self._store.remove_attachment(a.container_id, a.network_id)
+        await self._attacher.release_all([a])
+        self._metrics.reclaimed.labels(net.name).inc()
+        self._events.publish("lease.reclaimed", container_id=a.container_id, network=net.name,
+                             attributes={"address": str(a.address.ip)})
+
+    def _repaired(self, a: Attachment, net: Network, was: str) -> None:
+        self._metrics.repairs.labels("link").inc()
+        self._events.publish("link.repaired", container_id=a.container_id, network=net.name,
+                             attributes={"host_interface": a.host_interface, "was": was})
+        log.warning("link %s of container %s repaired (was %s)", a.host_interface,
+                    a.container_id[:12], was)

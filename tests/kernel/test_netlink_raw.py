@@ -1,0 +1,367 @@
+"""Kernel tests of the raw-netlink attach path (raw.py, workers, ContainerNetns), each
+inside its own throwaway sandbox netns. Packets only go between namespaces the test
+created; what the kernel holds is checked with `nsenter --net=<pin> ip -j ...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sheep_runtime.netlink import LinkError, LinkManager, NamespaceError, create_pinned_netns
+from sheep_runtime.netlink import messages as m
+from sheep_runtime.netlink.raw import RawRoute, Request
+
+pytestmark = pytest.mark.kernel
+
+NlRun = Callable[[Callable[[], Awaitable[Any]]], Any]  # the nl_run fixture
+BRIDGE = "shpbrraw0"
+BRIDGE_MAC = "02:5e:00:00:00:01"
+GATEWAY = IPv4Interface("10.78.0.1/24")
+MTU = 1400
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _netns_inode() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+async def _ip(netns: Path, *argv: str) -> Any:
+    """`ip -j ...` (or `bridge -j ...` when argv starts with "bridge") in `netns`."""
+    tool = ["bridge", "-j", *argv[1:]] if argv[0] == "bridge" else ["ip", "-j", *argv]
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net={netns}", *tool,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out or b"[]")
+
+
+async def _ping(netns: Path, address: object) -> bool:
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net={netns}", "ping", "-c1", "-W1", str(address),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return await proc.wait() == 0
+
+
+def _address(n: int) -> IPv4Interface:
+    return IPv4Interface(f"{GATEWAY.network[n + 2]}/{GATEWAY.network.prefixlen}")
+
+
+def _mac(address: IPv4Interface) -> str:
+    return "02:5e:" + ":".join(f"{b:02x}" for b in address.ip.packed)
+
+
+async def _manager() -> tuple[LinkManager, int]:
+    manager = LinkManager(delete_workers=2, attach_workers=2)
+    await manager.start()
+    bridge = await manager.ensure_bridge(name=BRIDGE, mac=BRIDGE_MAC, gateway=GATEWAY, mtu=MTU)
+    return manager, bridge
+
+
+async def _attach(manager: LinkManager, bridge: int, netns: Path, n: int) -> int:
+    """The attach sequence ops runs, all raw."""
+    address = _address(n)
+    port = await manager.create_veth(host_ifname=f"shpraw{n}", bridge_index=bridge, mtu=MTU,
+                                     netns=netns, peer_ifname="eth0", peer_mac=_mac(address))
+    await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=_mac(address),
+                                     address=address.ip)
+    async with await manager.open_container_netns(netns) as inside:
+        if n % 2:  # the steps one by one
+            await inside.configure_interface(ifname="eth0", address=address, mtu=MTU)
+            await inside.bring_up_loopback()
+            await inside.add_neighbour(ifname="eth0", address=GATEWAY.ip, mac=BRIDGE_MAC)
+        else:  # in one round trip, as ops does
+            await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
+                                             loopback=True,
+                                             neighbours=((GATEWAY.ip, BRIDGE_MAC),))
+        await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+    return port
+
+
+@pytest.fixture
+def containers(nl_netns_dir: Path) -> list[Path]:
+    paths = [nl_netns_dir / f"c{n}" for n in range(2)]
+    for path in paths:
+        create_pinned_netns(path)
+    return paths
+
+
+def test_full_attach_is_visible_to_ip(nl_run: NlRun, nl_sandbox: Path,
+                                      containers: list[Path]) -> None:
+    c1, c2 = containers
+
+    async def body() -> None:
+        manager, bridge = await _manager()
+        try:
+            port = await _attach(manager, bridge, c1, 0)
+            await _attach(manager, bridge, c2, 1)
+            host = await manager.get_link("shpraw0")
+            assert host is not None
+            assert (host.index, host.kind, host.master, host.up, host.mtu) == (
+                port, "veth", bridge, True, MTU)
+            assert not await manager.link_exists("eth0")  # the peer is in c1 only
+
+            await asyncio.sleep(0.3)  # addrconf would have acted by now
+            (eth0,) = await _ip(c1, "addr", "show", "dev", "eth0")
+            assert (eth0["address"], eth0["mtu"], eth0["operstate"]) == (
+                _mac(_address(0)), MTU, "UP")
+            (link,) = await _ip(c1, "-d", "link", "show", "dev", "eth0")
+            assert link["inet6_addr_gen_mode"] == "none"
+            assert [(a["family"], a["local"], a["prefixlen"]) for a in eth0["addr_info"]] == [
+                ("inet", "10.78.0.2", 24)]  # no IPv6 link-local
+            (lo,) = await _ip(c1, "link", "show", "lo")
+            assert "UP" in lo["flags"]
+            routes = await _ip(c1, "route", "show", "default")
+            assert [(r["gateway"], r["dev"]) for r in routes] == [("10.78.0.1", "eth0")]
+            neighbours = await _ip(c1, "neigh", "show", "nud", "permanent")
+            assert [(n["dst"], n["dev"], n["lladdr"]) for n in neighbours] == [
+                ("10.78.0.1", "eth0", BRIDGE_MAC)]
+
+            (info,) = await _ip(nl_sandbox, "-d", "link", "show", "shpraw0")
+            assert info["linkinfo"]["info_slave_data"]["proxy_arp"] is True
+            assert info["inet6_addr_gen_mode"] == "none"
+            assert (info["num_tx_queues"], info["num_rx_queues"]) == (1, 1)
+            assert await _ip(nl_sandbox, "-6", "addr", "show", "dev", "shpraw0") == []
+            fdb = await _ip(nl_sandbox, "bridge", "fdb", "show", "dev", "shpraw0")
+            assert {"mac": _mac(_address(0)), "master": BRIDGE, "state": "static"}.items() \
+                <= next(e for e in fdb if e["mac"] == _mac(_address(0))).items()
+            on_bridge = await _ip(nl_sandbox, "neigh", "show", "dev", BRIDGE, "nud", "permanent")
+            assert sorted((n["dst"], n["lladdr"]) for n in on_bridge) == [
+                ("10.78.0.2", _mac(_address(0))), ("10.78.0.3", _mac(_address(1)))]
+
+            assert await _ping(c1, GATEWAY.ip)
+            assert await _ping(c1, "10.78.0.3") and await _ping(c2, "10.78.0.2")
+            # The gateway resolved nobody by ARP, the containers never ARPed it.
+            dynamic = await _ip(nl_sandbox, "neigh", "show", "dev", BRIDGE)
+            assert all("PERMANENT" in n["state"] for n in dynamic), dynamic
+
+            async with await manager.open_container_netns(c1) as inside:
+                # idempotent on a second run
+                await inside.configure_interface(ifname="eth0", address=_address(0), mtu=MTU)
+                await inside.add_default_route(gateway=GATEWAY.ip)
+                state = await inside.read_interface("eth0")
+            assert (state.mac, state.mtu, state.up, state.operstate) == (
+                _mac(_address(0)), MTU, True, "UP")
+            assert state.addresses == (_address(0),)
+
+            assert await manager.remove_bridge_entries(bridge_index=bridge,
+                                                       address=_address(0).ip)
+            assert not await manager.remove_bridge_entries(bridge_index=bridge,
+                                                           address=_address(0).ip)
+            assert await manager.delete_link("shpraw0")
+            assert not await manager.delete_link("shpraw0")
+            assert await _ip(c1, "link", "show", "type", "veth") == []
+        finally:
+            await manager.close()
+
+    nl_run(body)
+
+
+def test_errors_carry_errno_context_and_kernel_text(nl_run: NlRun, nl_netns_dir: Path,
+                                                    containers: list[Path]) -> None:
+    c1, _ = containers
+
+    async def body() -> None:
+        manager, bridge = await _manager()
+        try:
+            spec: dict[str, Any] = {"host_ifname": "shpdup", "bridge_index": bridge, "mtu": MTU,
+                                    "netns": c1, "peer_ifname": "eth0",
+                                    "peer_mac": "02:5e:0a:4e:00:02"}
+            await manager.create_veth(**spec)
+            with pytest.raises(LinkError) as info:
+                await manager.create_veth(**spec)
+            assert info.value.errno == errno.EEXIST
+            assert str(info.value).startswith(
+                f"create veth shpdup (peer eth0 in netns {c1}): File exists")
+            assert isinstance(info.value.__cause__, OSError)
+            spec["host_ifname"] = "shpdup2"  # the peer name is taken in c1
+            with pytest.raises(LinkError) as info:
+                await manager.create_veth(**spec)
+            assert info.value.errno == errno.EEXIST
+            assert not await manager.link_exists("shpdup2")
+
+            async with await manager.open_container_netns(c1) as inside:
+                # eth0 has no address yet: the kernel says why in its extack message
+                with pytest.raises(LinkError) as info:
+                    await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+                assert info.value.errno == errno.ENETUNREACH
+                assert str(info.value) == (f"add default route via {GATEWAY.ip}: Network is"
+                                           " unreachable (Nexthop has invalid gateway)")
+                with pytest.raises(LinkError) as info:
+                    await inside.configure_interface(ifname="eth9", address=_address(0))
+                assert info.value.errno == errno.ENODEV and "eth9" in str(info.value)
+                with pytest.raises(LinkError) as info:
+                    await inside.add_neighbour(ifname="eth9", address=GATEWAY.ip,
+                                               mac=BRIDGE_MAC)
+                assert info.value.errno == errno.ENODEV
+            with pytest.raises(NamespaceError) as ns_info:
+                await manager.open_container_netns(nl_netns_dir / "missing")
+            assert ns_info.value.errno == errno.ENOENT
+            plain = nl_netns_dir / "plain"  # not a netns: the first step says so
+            plain.write_text("")
+            async with await manager.open_container_netns(plain) as inside:
+                with pytest.raises(NamespaceError) as ns_info:
+                    await inside.bring_up_loopback()
+            assert ns_info.value.errno == errno.EINVAL
+            with pytest.raises(LinkError) as info:
+                await manager.set_bridge_port_flags("shpnosuch", proxyarp=True)
+            assert info.value.errno == errno.ENODEV
+        finally:
+            await manager.close()
+
+    nl_run(body)
+
+
+def test_batch_runs_every_message_and_reports_the_first_failure(nl_run: NlRun) -> None:
+    async def body() -> None:
+        sock = RawRoute()
+        try:
+            lo = Request(m.link_up(1), "lo up")
+            missing = Request(m.del_link("shpnosuch"), "delete shpnosuch")
+            tolerated = Request(m.del_link("shpnosuch"), "delete again", ok=(errno.ENODEV,))
+            assert sock.batch((lo, tolerated, lo)) == [[], [], []]
+            with pytest.raises(LinkError) as info:
+                sock.batch((missing, lo))
+            assert info.value.errno == errno.ENODEV
+            assert str(info.value).startswith("delete shpnosuch: No such device")
+            sock.request(m.link_up(1), "lo up")  # the socket is still in step
+        finally:
+            sock.close()
+        with pytest.raises(LinkError) as info:
+            sock.request(m.link_up(1), "lo up")
+        assert info.value.errno == errno.EBADF
+
+    nl_run(body)
+
+
+def test_workers_stay_home_and_leak_no_fds(nl_run: NlRun, nl_sandbox: Path,
+                                           containers: list[Path]) -> None:
+    c1, _ = containers
+    sandbox, container = os.stat(nl_sandbox).st_ino, os.stat(c1).st_ino
+
+    async def body() -> None:
+        fds = _fd_count()
+        manager, bridge = await _manager()
+        await _attach(manager, bridge, c1, 0)
+        for _ in range(30):
+            inside = await manager.open_container_netns(c1)
+            await inside.bring_up_loopback()
+            inside.close()
+        # every worker, after entering c1 for a socket, is back in the sandbox
+        seen = await asyncio.gather(*(manager._fast.run(lambda _: _netns_inode())
+                                      for _ in range(16)))
+        assert set(seen) == {sandbox}
+        inside = await manager.open_container_netns(c1)
+        await inside.bring_up_loopback()
+        sock = inside._sock
+        assert sock is not None
+        assert await manager._fast.run(lambda _: os.fstat(sock.fileno()).st_ino) != container
+        inside.close()
+        assert sock.closed
+        assert await manager.delete_link("shpraw0")
+        await manager.delete_bridge(BRIDGE)
+        await manager.close()
+        assert _fd_count() == fds
+
+    nl_run(body)
+
+
+def test_attaches_and_deletions_never_block_the_loop(nl_run: NlRun, nl_netns_dir: Path) -> None:
+    count = 16
+    paths = [nl_netns_dir / f"c{n}" for n in range(count)]
+    for path in paths:
+        create_pinned_netns(path)
+
+    async def body() -> None:
+        manager, bridge = await _manager()
+        try:
+            ticks: list[float] = []
+            stop = asyncio.Event()
+
+            async def heartbeat() -> None:
+                while not stop.is_set():
+                    ticks.append(time.perf_counter())
+                    await asyncio.sleep(0.001)
+
+            beat = asyncio.create_task(heartbeat())
+            await asyncio.sleep(0.01)
+            await asyncio.gather(*(_attach(manager, bridge, path, n)
+                                   for n, path in enumerate(paths[: count // 2])))
+            # attaches while ~20 ms deletions hold the kernel in other workers
+            await asyncio.gather(
+                *(manager.delete_link(f"shpraw{n}") for n in range(count // 2)),
+                *(_attach(manager, bridge, path, n + count // 2)
+                  for n, path in enumerate(paths[count // 2:])))
+            stop.set()
+            await beat
+            gaps = [b - a for a, b in itertools.pairwise(ticks)]
+            # On the loop, each ~20 ms deletion would stall it (8 long gaps at least).
+            # Allow one, from other load on the machine (a worker descheduled while
+            # holding the GIL stalls the loop too).
+            long = [round(g * 1e3, 1) for g in gaps if g > 0.015]
+            assert len(long) <= 1, f"heartbeat gaps (ms): {long}"
+            assert len(await manager.list_links("shpraw")) == count // 2
+            assert await _ping(paths[-1], GATEWAY.ip)
+        finally:
+            await manager.close()
+
+    nl_run(body)
+
+
+def test_a_cancelled_step_closes_its_socket_when_done(nl_run: NlRun,
+                                                      containers: list[Path]) -> None:
+    c1, _ = containers
+
+    async def body() -> None:
+        manager, _bridge = await _manager()
+        try:
+            inside = await manager.open_container_netns(c1)
+            await inside.bring_up_loopback()  # opens the socket
+            sock = inside._sock
+            assert sock is not None
+            step = asyncio.ensure_future(inside.read_interface("lo"))
+            await asyncio.sleep(0)
+            inside.close()  # maybe while a worker is using the socket: deferred
+            try:
+                await step
+            except LinkError as exc:  # closed before the worker got to it
+                assert exc.errno == errno.EBADF
+            assert sock.closed
+            with pytest.raises(LinkError):
+                await inside.bring_up_loopback()
+            assert await manager._fast.run(lambda _: True)  # the pool is fine
+        finally:
+            await manager.close()
+
+    nl_run(body)
+
+
+def test_messages_are_well_formed() -> None:
+    msg = m.new_veth(ifname="shpx", mtu=1500, master=3, peer_ifname="eth0",
+                     peer_mac="02:5e:0a:00:00:02", netns_fd=9, echo=True)
+    length, kind, flags, _, _ = m.NLMSGHDR.unpack_from(msg)
+    assert (length, kind) == (len(msg), m.RTM_NEWLINK) and length % 4 == 0
+    assert flags & m.NLM_F_ECHO and flags & m.NLM_F_EXCL
+    top = dict(m.attrs(msg, 32, len(msg)))
+    assert bytes(top[m.IFLA_IFNAME]) == b"shpx\0"
+    assert int.from_bytes(top[m.IFLA_MASTER], "little") == 3
+    info = dict(m.attrs(top[m.IFLA_LINKINFO], 0, len(top[m.IFLA_LINKINFO])))
+    assert bytes(info[m.IFLA_INFO_KIND]) == b"veth\0"
+    neigh = m.neighbour(4, IPv4Address("10.0.0.1"), "02:00:00:00:00:01")
+    assert m.NDMSG.unpack_from(neigh, 16)[2] == m.NUD_PERMANENT
+    fdb = m.static_fdb(4, "02:00:00:00:00:01")
+    assert m.NDMSG.unpack_from(fdb, 16)[2:4] == (m.NUD_NOARP, m.NTF_MASTER)
