@@ -51,14 +51,14 @@ def row(name: str, lat: Sequence[float], wall: float) -> dict[str, float]:
     return r
 
 
-def make_containers(box: Sandbox, n: int) -> list[str]:
+def make_containers(box: Sandbox, n: int) -> list[pb.Container]:
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda i: box.run("/bin/sleep", "3600",
-                                               network_mode="none").id, range(n)))
+        return list(pool.map(lambda i: box.run("/bin/sleep", "3600", network_mode="none"),
+                             range(n)))
 
 
 def bench_sheepd(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, float], ...]:
-    ids = make_containers(box, n)
+    ids = [c.id for c in make_containers(box, n)]
     api = box.api
 
     def attach(i: int) -> None:
@@ -114,18 +114,17 @@ def bench_baseline(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, fl
 
 def bench_scale(box: Sandbox, total: int) -> None:
     """Attach p50 for the first and last hundred of `total` containers on one bridge."""
-    ids = make_containers(box, total)
+    containers = make_containers(box, total)
     lat: list[float] = []
-    for cid in ids:
+    for c in containers:
         t0 = time.perf_counter()
-        box.api.AttachNetwork(pb.AttachNetworkRequest(container_id=cid, network="sheep0"))
+        box.api.AttachNetwork(pb.AttachNetworkRequest(container_id=c.id, network="sheep0"))
         lat.append(time.perf_counter() - t0)
     print(f"scale: attach p50 containers 1-100: {statistics.median(lat[:100]) * 1e3:.2f} ms, "
           f"{total - 99}-{total}: {statistics.median(lat[-100:]) * 1e3:.2f} ms")
-    netns = [box.api.Inspect(pb.InspectRequest(id=c)).netns_path for c in ids]
     with ThreadPoolExecutor(8) as pool:
-        ok = sum(pool.map(lambda p: in_netns(p, "ping", "-c1", "-W2", "10.20.0.1")
-                          .returncode == 0, netns))
+        ok = sum(pool.map(lambda c: in_netns(c.netns_path, "ping", "-c1", "-W2", "10.20.0.1")
+                          .returncode == 0, containers))
     print(f"scale: {ok} of {total} containers reach the gateway")
 
 
