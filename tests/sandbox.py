@@ -137,14 +137,17 @@ class Sandbox:
 
     def run(self, *command: str, name: str = "", **kw: object) -> pb.Container:
         """Create a container (on the default network unless told otherwise)."""
-        return self.api.CreateContainer(pb.CreateContainerRequest(
+        c: pb.Container = self.api.CreateContainer(pb.CreateContainerRequest(
             name=name, command=list(command), **kw), timeout=30)  # type: ignore[arg-type]
+        return c
 
     def metrics(self) -> str:
         """The daemon's /metrics text, fetched from inside the sandbox."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        return run_in_netns(self.netns,
-                            lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        def fetch() -> str:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return str(resp.read().decode())
+        return run_in_netns(self.netns, fetch)
 
     def host(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run a command in the sandbox (the daemon's "host" netns)."""

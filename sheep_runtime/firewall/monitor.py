@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import select
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 
 from sheep_runtime.errors import FirewallError
 from sheep_runtime.firewall.nft import Firewall
+from sheep_runtime.poll import ErrorSafePoll
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -126,12 +126,8 @@ class FirewallMonitor:
         once at a time, `debounce` seconds after the first change it covers."""
         loop = asyncio.get_running_loop()
         sock = _subscribe()
-        # uvloop (libuv uv_poll) closes a reader whose fd reports EPOLLERR, which a
-        # netlink socket does after an overrun (ENOBUFS): the monitor would go deaf.
-        # Watching an epoll fd that holds the socket keeps EPOLLERR off the loop.
-        inner = select.epoll()
+        inner = ErrorSafePoll(sock)
         try:
-            inner.register(sock.fileno(), select.EPOLLIN)
             loop.add_reader(inner.fileno(), self._on_readable, sock)
             try:
                 self.ready.set()

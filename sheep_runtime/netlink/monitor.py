@@ -29,6 +29,7 @@ from typing import Literal
 
 from sheep_runtime.netlink.errors import link_error
 from sheep_runtime.netlink.links import LinkInfo
+from sheep_runtime.poll import ErrorSafePoll
 
 Action = Literal["new", "del"]
 Buffer = bytes | bytearray
@@ -225,6 +226,7 @@ class NetlinkMonitor:
         self._overflowed = False
         self._failure: OSError | None = None
         self._reading: socket.socket | None = None  # the socket while its reader is on
+        self._poll: ErrorSafePoll | None = None
         self._buf = bytearray(_BUFFER)
         self._seq = 0
 
@@ -259,10 +261,13 @@ class NetlinkMonitor:
     def _reader(self, sock: socket.socket | None) -> None:
         """Register the reader on `sock`, or (None) unregister it."""
         loop = asyncio.get_running_loop()
-        if self._reading is not None:
-            loop.remove_reader(self._reading.fileno())
+        if self._poll is not None:
+            loop.remove_reader(self._poll.fileno())
+            self._poll.close()
+            self._poll = None
         if sock is not None:
-            loop.add_reader(sock.fileno(), self._on_readable, sock)
+            self._poll = ErrorSafePoll(sock)
+            loop.add_reader(self._poll.fileno(), self._on_readable, sock)
         self._reading = sock
 
     def _on_readable(self, sock: socket.socket) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.core import CoreDatagramProtocol
 
+from sheep_runtime.poll import ErrorSafePoll
+
 # Large enough for any netlink datagram the kernel sends (dump batches are <= 32 KiB).
 _RECV_BUFFER = 1 << 17
 
@@ -32,7 +34,8 @@ class NetlinkReaderTransport(asyncio.DatagramTransport):
         self._buffer = bytearray(_RECV_BUFFER)
         self._closed = False
         sock.setblocking(False)
-        loop.add_reader(sock.fileno(), self._on_readable)
+        self._poll = ErrorSafePoll(sock)
+        loop.add_reader(self._poll.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
         view = memoryview(self._buffer)
@@ -53,7 +56,8 @@ class NetlinkReaderTransport(asyncio.DatagramTransport):
         if self._closed:
             return
         self._closed = True
-        self._loop.remove_reader(self._sock.fileno())
+        self._loop.remove_reader(self._poll.fileno())
+        self._poll.close()
         self._loop.call_soon(self._protocol.connection_lost, None)
 
     def abort(self) -> None:
