@@ -91,6 +91,7 @@ class Container:
     exit_code: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    removing: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """A container's test server: `echo_server.py NAME PROTO:PORT...` answers every TCP
-connection or UDP datagram with "NAME:PORT PEER_IP" (what a published port test needs:
-who answered, and which source address it saw)."""
+connection or UDP datagram with "NAME:PORT PEER_IP" (see tests/traffic.py)."""
 
 import selectors
 import socket
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.traffic import answer
 
 
 def main() -> None:
@@ -18,22 +22,12 @@ def main() -> None:
         sock.bind(("0.0.0.0", int(port)))
         if proto == "tcp":
             sock.listen(16)
-        sel.register(sock, selectors.EVENT_READ, (proto, port))
+        sel.register(sock, selectors.EVENT_READ, (f"{name}:{port}", proto))
     print("ready", flush=True)
     while True:
         for key, _ in sel.select():
-            sock, (proto, port) = key.fileobj, key.data
-            assert isinstance(sock, socket.socket)
-            try:
-                if proto == "tcp":
-                    conn, peer = sock.accept()
-                    with conn:
-                        conn.sendall(f"{name}:{port} {peer[0]}".encode())
-                else:
-                    _, peer = sock.recvfrom(512)
-                    sock.sendto(f"{name}:{port} {peer[0]}".encode(), peer)
-            except OSError:
-                pass
+            assert isinstance(key.fileobj, socket.socket)
+            answer(key.fileobj, *key.data)
 
 
 if __name__ == "__main__":

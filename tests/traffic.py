@@ -51,18 +51,23 @@ class Servers:
             for key, _ in self._sel.select():
                 if key.data is None:
                     return
-                sock, (label, protocol) = key.fileobj, key.data
-                assert isinstance(sock, socket.socket)
-                try:
-                    if protocol == "tcp":
-                        conn, peer = sock.accept()
-                        with conn:
-                            conn.sendall(f"{label} {peer[0]}".encode())
-                    else:
-                        _, peer = sock.recvfrom(512)
-                        sock.sendto(f"{label} {peer[0]}".encode(), peer)
-                except OSError:
-                    pass
+                assert isinstance(key.fileobj, socket.socket)
+                answer(key.fileobj, *key.data)
+
+
+def answer(sock: socket.socket, label: str, protocol: str) -> None:
+    """Answer one connection or datagram on a ready server socket with
+    "LABEL PEER_IP": who answered, and which source address it saw."""
+    try:
+        if protocol == "tcp":
+            conn, peer = sock.accept()
+            with conn:
+                conn.sendall(f"{label} {peer[0]}".encode())
+        else:
+            _, peer = sock.recvfrom(512)
+            sock.sendto(f"{label} {peer[0]}".encode(), peer)
+    except OSError:
+        pass
 
 
 def connect(netns: Path, protocol: str, address: str, number: int,

@@ -243,11 +243,11 @@ class ContainerService:
         c = self.resolve(ref)
         async with self._locks.hold(c.id):
             c = self._get(c.id)
-            if c.state == ContainerState.RUNNING and c.id in self._handles:
-                if not force:
-                    raise FailedPrecondition(
-                        f"container {c.name} is running: stop it first or use force")
-                await self._stop_process(c.id, timeout=0)
+            if c.state == ContainerState.RUNNING and c.id in self._handles and not force:
+                raise FailedPrecondition(
+                    f"container {c.name} is running: stop it first or use force")
+            self._store.mark_removing(c.id)
+            await self._stop_process(c.id, timeout=0)
             await self.teardown(c)
         self._events.publish("container.removed", container_id=c.id,
                              attributes={"name": c.name})

@@ -34,6 +34,7 @@ class RecoveryReport:
     adopted: list[str] = field(default_factory=list)
     exited: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     leaks: dict[str, int] = field(default_factory=dict)
 
 
@@ -43,9 +44,18 @@ async def recover(*, config: Config, store: Store, links: LinkManager,
     """Bring store and kernel back in line after a (possibly unclean) stop."""
     report = RecoveryReport()
     for c in store.containers():
+        cdir = containers.container_dir(c.id)
+        if c.removing:  # a removal cut short: finish it
+            handle = process.adopt(c.id, cdir, shim_pid=c.shim_pid or None,
+                                   shim_start_time=c.shim_start_time or None)
+            if handle is not None:
+                process.kill(handle)
+                await process.wait_exit(handle)
+            await containers.teardown(c)
+            report.removed.append(c.id)
+            continue
         if c.state == ContainerState.EXITED:
             continue
-        cdir = containers.container_dir(c.id)
         known = c.state == ContainerState.RUNNING
         handle = process.adopt(c.id, cdir, shim_pid=c.shim_pid if known else None,
                                shim_start_time=c.shim_start_time if known else None)
@@ -67,8 +77,9 @@ async def recover(*, config: Config, store: Store, links: LinkManager,
             report.rolled_back.append(c.id)
     report.leaks = await collect_leaks(config=config, store=store, links=links,
                                        networks=networks, metrics=metrics)
-    log.info("recovery: adopted %d, exited %d, rolled back %d, leaks %s",
-             len(report.adopted), len(report.exited), len(report.rolled_back), report.leaks)
+    log.info("recovery: adopted %d, exited %d, rolled back %d, removed %d, leaks %s",
+             len(report.adopted), len(report.exited), len(report.rolled_back),
+             len(report.removed), report.leaks)
     return report
 
 

@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS containers (
     shim_start_time INTEGER NOT NULL DEFAULT 0,
     exit_code INTEGER,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    -- set when a removal starts: a daemon killed half-way finishes it at start
+    removing INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS attachments (
     container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,

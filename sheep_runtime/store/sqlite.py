@@ -101,6 +101,11 @@ class Store:
                 (c.state.value, c.pid, c.pid_start_time, c.shim_pid, c.shim_start_time,
                  c.exit_code, c.started_at, c.finished_at, c.id))
 
+    def mark_removing(self, container_id: str) -> None:
+        """Record that the container's removal has begun (finished at start if cut)."""
+        with self.transaction() as db:
+            db.execute("UPDATE containers SET removing=1 WHERE id=?", (container_id,))
+
     def remove_container(self, container_id: str) -> None:
         """Delete the container and, by cascade, all its attachments (leases)."""
         with self.transaction() as db:
@@ -194,7 +199,8 @@ def _container(r: sqlite3.Row) -> Container:
         state=ContainerState(r["state"]), created_at=r["created_at"],
         netns_path=r["netns_path"], pid=r["pid"], pid_start_time=r["pid_start_time"],
         shim_pid=r["shim_pid"], shim_start_time=r["shim_start_time"],
-        exit_code=r["exit_code"], started_at=r["started_at"], finished_at=r["finished_at"])
+        exit_code=r["exit_code"], started_at=r["started_at"], finished_at=r["finished_at"],
+        removing=bool(r["removing"]))
 
 
 def _attachment(r: sqlite3.Row) -> Attachment:
