@@ -24,7 +24,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from sheep_runtime.netlink import messages as m
 from sheep_runtime.netlink.errors import LinkError, link_error
@@ -143,12 +143,7 @@ class RawRoute:
         try:
             self._sock.send(out)
             while pending:
-                size = self._sock.recv_into(self._buffer)
-                offset = 0
-                while offset + 16 <= size:
-                    length, kind, flags, seq, _ = m.NLMSGHDR.unpack_from(self._buffer, offset)
-                    if length < 16:
-                        break
+                for offset, length, kind, flags, seq in self._receive():
                     slot = seq - first
                     if 0 <= slot < len(requests):  # else a stale reply: skip it
                         if kind == m.NLMSG_ERROR:
@@ -157,7 +152,6 @@ class RawRoute:
                             pending -= 1
                         else:
                             replies[slot].append(bytes(self._buffer[offset:offset + length]))
-                    offset += (length + 3) & ~3
         except BlockingIOError as exc:  # SO_RCVTIMEO expired
             err = OSError(errnos.ETIMEDOUT, "no reply from the kernel")
             raise link_error(requests[0].what, err) from exc
@@ -168,6 +162,17 @@ class RawRoute:
                 err = OSError(code, text or os.strerror(code))
                 raise link_error(req.what, err) from err
         return replies
+
+    def _receive(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """One recv; (offset, length, type, flags, seq) of each message it brought."""
+        size = self._sock.recv_into(self._buffer)
+        offset = 0
+        while offset + 16 <= size:
+            length, kind, flags, seq, _ = m.NLMSGHDR.unpack_from(self._buffer, offset)
+            if length < 16:
+                return
+            yield offset, length, kind, flags, seq
+            offset += (length + 3) & ~3
 
     def dump(self, msg: bytes, what: str) -> list[bytes]:
         """Send a dump request; return every reply message up to NLMSG_DONE."""
@@ -180,23 +185,18 @@ class RawRoute:
             out: list[bytes] = []
             self._sock.send(data)
             while True:
-                size = self._sock.recv_into(self._buffer)
-                offset = 0
-                while offset + 16 <= size:
-                    length, kind, flags, got, _ = m.NLMSGHDR.unpack_from(self._buffer, offset)
-                    if length < 16:
-                        break
-                    if got == seq:
-                        if kind == m.NLMSG_DONE:
-                            return out
-                        if kind == m.NLMSG_ERROR:
-                            code, text = _decode_error(self._buffer, offset, length, flags)
-                            if code:
-                                err = OSError(code, text or os.strerror(code))
-                                raise link_error(what, err) from err
-                        else:
-                            out.append(bytes(self._buffer[offset:offset + length]))
-                    offset += (length + 3) & ~3
+                for offset, length, kind, flags, got in self._receive():
+                    if got != seq:
+                        continue
+                    if kind == m.NLMSG_DONE:
+                        return out
+                    if kind == m.NLMSG_ERROR:
+                        code, text = _decode_error(self._buffer, offset, length, flags)
+                        if code:
+                            err = OSError(code, text or os.strerror(code))
+                            raise link_error(what, err) from err
+                    else:
+                        out.append(bytes(self._buffer[offset:offset + length]))
         except BlockingIOError as exc:
             raise link_error(what, OSError(errnos.ETIMEDOUT, "no reply")) from exc
         except OSError as exc:

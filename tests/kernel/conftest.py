@@ -8,7 +8,9 @@ code under test (which binds "its own" netns) lives entirely inside the sandbox.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,3 +66,32 @@ def nl_run(nl_sandbox: Path) -> NlRun:
         return run_in_netns(nl_sandbox, body)
 
     return in_sandbox
+
+
+class Heartbeat:
+    """Ticks every millisecond on the running loop while in use, so a test can see
+    whether the loop stalled (`gaps`)."""
+
+    def __init__(self) -> None:
+        self.ticks: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._beat())
+        await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+    async def _beat(self) -> None:
+        while not self._stop.is_set():
+            self.ticks.append(time.perf_counter())
+            await asyncio.sleep(0.001)
+
+    @property
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in itertools.pairwise(self.ticks)]

@@ -17,7 +17,7 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -39,11 +39,11 @@ from sheep_runtime.firewall import (
 from sheep_runtime.firewall import monitor as monitor_module
 from sheep_runtime.firewall import nft as nft_module
 from sheep_runtime.netlink import run_in_netns
+from tests.kernel.conftest import NlRun
 from tests.traffic import Servers, connect
 
 pytestmark = pytest.mark.kernel
 
-NlRun = Callable[[Callable[[], Awaitable[Any]]], Any]
 UPLINK, INTERNET = "198.51.100.2", "198.51.100.1"
 NETS = {  # name: (bridge, subnet, internal, icc)
     "a": ("br-a", "10.20.0.0/16", False, True),

@@ -15,18 +15,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import uvloop
 
 from sheep_runtime.netlink import create_pinned_netns, run_in_netns
 from sheep_runtime.netlink.monitor import AddressEvent, LinkEvent, NetlinkMonitor, Resync
+from tests.kernel.conftest import NlRun
 
 pytestmark = pytest.mark.kernel
 
 T = TypeVar("T")
-NlRun = Callable[[Callable[[], Awaitable[Any]]], Any]  # the nl_run fixture
 AnyEvent = LinkEvent | AddressEvent | Resync
 
 

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
 import json
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -36,12 +33,12 @@ from sheep_runtime.netlink import (
     read_interface,
 )
 from sheep_runtime.netlink.workers import NetlinkWorkers
+from tests.kernel.conftest import Heartbeat, NlRun
 
 pytestmark = pytest.mark.kernel
 
 BRIDGE = "shpbrtest0"
 BRIDGE_MAC = "02:5e:00:00:00:01"
-NlRun = Callable[[Callable[[], Awaitable[Any]]], Any]  # the nl_run fixture
 
 GATEWAY = IPv4Interface("10.77.0.1/24")
 MTU = 1400
@@ -470,27 +467,16 @@ def test_parallel_deletions_keep_the_loop_ticking(nl_run: NlRun, nl_netns_dir: P
                     peer_ifname=f"eth{n}",
                     peer_mac=f"02:42:0a:4d:01:{n:02x}",
                 )
-            ticks: list[float] = []
-            stop = asyncio.Event()
-
-            async def heartbeat() -> None:
-                while not stop.is_set():
-                    ticks.append(time.perf_counter())
-                    await asyncio.sleep(0.001)
-
-            beat = asyncio.create_task(heartbeat())
-            await asyncio.sleep(0.01)
-            started = time.perf_counter()
-            results = await asyncio.gather(
-                *(manager.delete_link(f"shppar{n}") for n in range(count))
-            )
-            finished = time.perf_counter()
-            stop.set()
-            await beat
+            async with Heartbeat() as beat:
+                started = time.perf_counter()
+                results = await asyncio.gather(
+                    *(manager.delete_link(f"shppar{n}") for n in range(count))
+                )
+                finished = time.perf_counter()
             assert results == [True] * count
             assert await manager.list_links("shppar") == []
-            during = [t for t in ticks if started <= t <= finished]
-            gaps = [b - a for a, b in itertools.pairwise(ticks)]
+            during = [t for t in beat.ticks if started <= t <= finished]
+            gaps = beat.gaps
             # ~20 ms of kernel time per deletion: on the loop's socket 20 of them
             # would stall the loop for ~400 ms; off the loop it keeps ticking.
             assert finished - started > 0.02

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
 import json
 import os
-import time
-from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
@@ -21,10 +18,10 @@ import pytest
 from sheep_runtime.netlink import LinkError, LinkManager, NamespaceError, create_pinned_netns
 from sheep_runtime.netlink import messages as m
 from sheep_runtime.netlink.raw import RawRoute, Request
+from tests.kernel.conftest import Heartbeat, NlRun
 
 pytestmark = pytest.mark.kernel
 
-NlRun = Callable[[Callable[[], Awaitable[Any]]], Any]  # the nl_run fixture
 BRIDGE = "shpbrraw0"
 BRIDGE_MAC = "02:5e:00:00:00:01"
 GATEWAY = IPv4Interface("10.78.0.1/24")
@@ -289,26 +286,15 @@ def test_attaches_and_deletions_never_block_the_loop(nl_run: NlRun, nl_netns_dir
     async def body() -> None:
         manager, bridge = await _manager()
         try:
-            ticks: list[float] = []
-            stop = asyncio.Event()
-
-            async def heartbeat() -> None:
-                while not stop.is_set():
-                    ticks.append(time.perf_counter())
-                    await asyncio.sleep(0.001)
-
-            beat = asyncio.create_task(heartbeat())
-            await asyncio.sleep(0.01)
-            await asyncio.gather(*(_attach(manager, bridge, path, n)
-                                   for n, path in enumerate(paths[: count // 2])))
-            # attaches while ~20 ms deletions hold the kernel in other workers
-            await asyncio.gather(
-                *(manager.delete_link(f"shpraw{n}") for n in range(count // 2)),
-                *(_attach(manager, bridge, path, n + count // 2)
-                  for n, path in enumerate(paths[count // 2:])))
-            stop.set()
-            await beat
-            gaps = [b - a for a, b in itertools.pairwise(ticks)]
+            async with Heartbeat() as beat:
+                await asyncio.gather(*(_attach(manager, bridge, path, n)
+                                       for n, path in enumerate(paths[: count // 2])))
+                # attaches while ~20 ms deletions hold the kernel in other workers
+                await asyncio.gather(
+                    *(manager.delete_link(f"shpraw{n}") for n in range(count // 2)),
+                    *(_attach(manager, bridge, path, n + count // 2)
+                      for n, path in enumerate(paths[count // 2:])))
+            gaps = beat.gaps
             # On the loop, each ~20 ms deletion would stall it (8 long gaps at least).
             # Allow one, from other load on the machine (a worker descheduled while
             # holding the GIL stalls the loop too).
