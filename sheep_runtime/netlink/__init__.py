@@ -19,7 +19,6 @@ from sheep_runtime.netlink.namespaces import (
     delete_pinned_netns,
     is_pinned_netns,
     open_route_socket,
-    open_sync_route_socket,
     run_in_netns,
 )
 from sheep_runtime.netlink.transport import RouteSocket
@@ -40,7 +39,6 @@ __all__ = [
     "delete_pinned_netns",
     "is_pinned_netns",
     "open_route_socket",
-    "open_sync_route_socket",
     "read_interface",
     "run_in_netns",
     "set_sysctl",

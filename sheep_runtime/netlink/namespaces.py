@@ -21,8 +21,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
-from pyroute2 import IPRoute
-
 from sheep_runtime.netlink.errors import NamespaceError, link_error, namespace_error
 from sheep_runtime.netlink.transport import RouteSocket
 
@@ -237,21 +235,3 @@ async def open_route_socket(netns: Path | None = None) -> RouteSocket:
         ipr.close()
         raise link_error(what, exc) from exc
     return ipr
-
-
-def open_sync_route_socket(netns: Path | None = None) -> IPRoute:
-    """A blocking `IPRoute` talking to `netns` (None: the caller's netns).
-
-    It is bound to the calling thread: use and close it there.
-    """
-    what = f"open netlink socket in netns {netns or 'self'}"
-    try:
-        fd = run_in_netns(netns, _route_socket_fd)
-    except (OSError, RuntimeError) as exc:
-        raise namespace_error(what, exc) from exc
-    try:
-        return IPRoute(fileno=fd, ext_ack=True)
-    except Exception as exc:
-        # fails before pyroute2 wraps the fd (it creates its event loop first)
-        os.close(fd)
-        raise link_error(what, exc) from exc

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from sheep_runtime.ops.faults import ATTACH_STEPS, CREATE_STEPS
 from tests.sandbox import Sandbox, in_netns, pinned_mounts
 
 pytestmark = pytest.mark.kernel
@@ -183,8 +184,7 @@ def test_addresses_and_links_survive_a_restart(box: Sandbox) -> None:
     assert ping(new.netns_path, cs[0].networks[0].ip_address)
 
 
-@pytest.mark.parametrize("step", ["netns", "ipam", "veth", "address", "route", "store",
-                                  "attach", "process"])
+@pytest.mark.parametrize("step", CREATE_STEPS[:1] + ATTACH_STEPS + CREATE_STEPS[1:])
 def test_failure_at_any_step_leaves_nothing(tmp_path: object, step: str) -> None:
     from pathlib import Path
 
