@@ -41,7 +41,7 @@ class Healer:
         self._events = events
         self._bridge_of_index: dict[int, str] = {}  # ifindex -> network id
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
+        self._again: dict[str, bool] = {}  # key -> re-run with entries
 
     # -- events -------------------------------------------------------------------
 
@@ -80,31 +80,33 @@ class Healer:
 
     # -- scheduling: one check per object at a time, re-run once if asked meanwhile --
 
-    def _schedule(self, key: str, check: Callable[[], Awaitable[None]]) -> None:
+    def _schedule(self, key: str, check: Callable[[bool], Awaitable[None]],
+                  entries: bool) -> None:
+        """Run `check(entries)` for `key`, or once more after the running one (with
+        `entries` if any request asked for it)."""
         if key in self._running:
-            self._again.add(key)
+            self._again[key] = self._again.get(key, False) or entries
             return
 
         async def run() -> None:
             try:
-                await check()
+                await check(entries)
             except SheepError as e:
                 log.error("repair %s failed: %s", key, e)
             finally:
                 del self._running[key]
                 if key in self._again:
-                    self._again.discard(key)
-                    self._schedule(key, check)
+                    self._schedule(key, check, self._again.pop(key))
 
         self._running[key] = asyncio.create_task(run(), name=f"heal-{key}")
 
     def _schedule_bridge(self, network_id: str, *, entries: bool = False) -> None:
         self._schedule(f"bridge:{network_id}",
-                       lambda: self._check_bridge(network_id, entries=entries))
+                       lambda e: self._check_bridge(network_id, entries=e), entries)
 
     def _schedule_attachment(self, a: Attachment, *, entries: bool = False) -> None:
-        self._schedule(f"link:{a.host_interface}", lambda: self._check_attachment(
-            a.container_id, a.network_id, entries=entries))
+        self._schedule(f"link:{a.host_interface}", lambda e: self._check_attachment(
+            a.container_id, a.network_id, entries=e), entries)
 
     async def close(self) -> None:
         tasks = list(self._running.values())

@@ -17,13 +17,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sheep_runtime.errors import InvalidArgument, KernelError
 from sheep_runtime.process import procfs
-from sheep_runtime.process.procfs import process_start_time
+from sheep_runtime.process.procfs import cmdline, process_start_time
 from sheep_runtime.process.watch import ProcessHandle
 
 SHIM_PATH = Path(__file__).resolve().with_name("shim.sh")
@@ -172,4 +173,18 @@ async def start(spec: ProcessSpec) -> ProcessHandle:
     # shim was reaped: wait_exit then goes straight to the exit record.
     shim_start = process_start_time(shim_pid) or 0
     pid_start = process_start_time(pid) or 0
+    await _until_command_runs(pid)
     return ProcessHandle(shim_pid, shim_start, pid if pid_start else 0, pid_start, cdir)
+
+
+async def _until_command_runs(pid: int) -> None:
+    """Wait (~1 ms) until `pid` is the command itself, not a step of the shim's chain
+    (fork, setpriv, unshare of the mount namespace, env): only then is it in all of
+    its namespaces. A command that exits or fails to exec ends the wait too."""
+    launchers = (["/bin/sh", str(SHIM_PATH)], ["setpriv", "--pdeathsig"],
+                 ["unshare", "--mount-proc"], ["env", "--default-signal"])
+    deadline = time.monotonic() + START_TIMEOUT
+    delay = 0.0002
+    while (argv := cmdline(pid)) and argv[:2] in launchers and time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.01)
