@@ -7,10 +7,14 @@ import errno
 import os
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sheep_runtime.netlink import messages as m
 from sheep_runtime.netlink.errors import LinkError, link_error
 from sheep_runtime.netlink.raw import RawRoute, Request, ifindex_of
+
+if TYPE_CHECKING:
+    from sheep_runtime.netlink.links import LinkInfo
 
 
 def create_veth(sock: RawRoute, *, host_ifname: str, bridge_index: int, mtu: int,
@@ -75,6 +79,16 @@ def remove_bridge_entries(sock: RawRoute, *, bridge_index: int, address: IPv4Add
             return False
         raise
     return True
+
+
+def list_links(sock: RawRoute, prefix: str) -> list[LinkInfo]:
+    """The links whose name starts with `prefix`, from one dump decoded with struct."""
+    # Imported here: the monitor imports LinkInfo from links, which imports this module.
+    from sheep_runtime.netlink.monitor import LinkEvent, decode
+
+    events = [e for msg in sock.dump(m.dump_links(), "list links")
+              for e in decode(msg, len(msg), 0.0)]
+    return [e.info() for e in events if isinstance(e, LinkEvent) and e.name.startswith(prefix)]
 
 
 def delete_link(sock: RawRoute, ifname: str) -> bool:

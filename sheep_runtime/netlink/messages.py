@@ -171,6 +171,10 @@ def new_addr(index: int, address: IPv4Address, prefixlen: int) -> bytes:
     return message(RTM_NEWADDR, _CREATE | NLM_F_EXCL, body)
 
 
+def dump_links() -> bytes:
+    return message(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, ifinfo() + _SKIP_STATS)
+
+
 def dump_addrs() -> bytes:
     return message(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, IFADDRMSG.pack(0, 0, 0, 0, 0))
 

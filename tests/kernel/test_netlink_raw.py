@@ -300,7 +300,9 @@ def test_attaches_and_deletions_never_block_the_loop(nl_run: NlRun, nl_netns_dir
             # holding the GIL stalls the loop too).
             long = [round(g * 1e3, 1) for g in gaps if g > 0.015]
             assert len(long) <= 1, f"heartbeat gaps (ms): {long}"
-            assert len(await manager.list_links("shpraw")) == count // 2
+            links = await manager.list_links("shpraw")
+            assert len(links) == count // 2
+            assert {(li.kind, li.master, li.up) for li in links} == {("veth", bridge, True)}
             assert await _ping(paths[-1], GATEWAY.ip)
         finally:
             await manager.close()
