@@ -211,11 +211,9 @@ class ContainerService:
         return c
 
     def _update_gauges(self) -> None:
-        counts = {s: 0 for s in ContainerState}
-        for c in self._store.containers():
-            counts[c.state] += 1
-        for state, n in counts.items():
-            self._metrics.containers.labels(state.value).set(n)
+        counts = self._store.count_containers_by_state()
+        for state in ContainerState:
+            self._metrics.containers.labels(state.value).set(counts.get(state, 0))
 
     # -- stop and remove ----------------------------------------------------------
 

@@ -120,6 +120,10 @@ class Store:
         rows = self._db.execute("SELECT * FROM containers ORDER BY created_at").fetchall()
         return [_container(r) for r in rows]
 
+    def count_containers_by_state(self) -> dict[ContainerState, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM containers GROUP BY state")
+        return {ContainerState(state): n for state, n in rows}
+
     def find_containers(self, ref: str) -> list[Container]:
         """Containers matching `ref` as full id, then name, then id prefix."""
         for sql in ("SELECT * FROM containers WHERE id=?",
