@@ -9,14 +9,29 @@ from __future__ import annotations
 
 
 class SheepError(Exception):
-    """Base of every error the daemon reports to a client."""
+    """Base of every error the daemon reports to a client.
+
+    Besides the message a person reads, an error may say what a program needs to act:
+    `reason` (UPPER_SNAKE_CASE, e.g. NAME_TAKEN) and the resource it is about
+    (`resource_type` such as "container", `resource_name`). The API turns them into
+    `google.rpc` status details.
+    """
+
+    def __init__(self, message: str, *, reason: str = "", resource_type: str = "",
+                 resource_name: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.resource_type = resource_type
+        self.resource_name = resource_name
 
 
 class InvalidArgument(SheepError):
     """The request itself is wrong; retrying it unchanged cannot succeed."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, field: str = "", reason: str = "",
+                 resource_type: str = "", resource_name: str = "") -> None:
+        super().__init__(message, reason=reason, resource_type=resource_type,
+                         resource_name=resource_name)
         self.field = field
 
 

@@ -11,8 +11,9 @@ without parsing it:
   resource type and name are known.
 - `PreconditionFailure` for FAILED_PRECONDITION errors.
 
-The resource is taken from the error's `resource_type` / `resource_name` attributes if
-it has them, else recognised from the daemon's own message wording (RESOURCE_PATTERNS).
+The reason and the resource come from the error itself (`SheepError.reason`,
+`resource_type`, `resource_name`, set where it is raised); without a reason, one is
+derived from the bad field or the error's kind.
 """
 
 from __future__ import annotations
@@ -34,10 +35,6 @@ from sheep_runtime import errors
 
 DOMAIN = "sheep.runtime.v1"
 
-# A name as the daemon quotes it: 'repr' quotes, double quotes, or a bare word.
-_Q = r"""(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<bare>[^'"\s;:,()]+))"""
-
-
 @dataclass(frozen=True)
 class Resource:
     """What an error is about: a resource type ("container", "network", "address",
@@ -47,44 +44,7 @@ class Resource:
     name: str
 
 
-#: (error kind, message pattern with a `name` group, resource type, ErrorInfo reason).
-#: The first match wins. Patterns follow the messages raised in sheep_runtime.ops.
-RESOURCE_PATTERNS: tuple[tuple[type[errors.SheepError], re.Pattern[str], str, str], ...] = (
-    (errors.NotFound, re.compile(r"^no container with id or name " + _Q),
-     "container", "CONTAINER_NOT_FOUND"),
-    (errors.NotFound, re.compile(r"^container " + _Q + r" was removed"),
-     "container", "CONTAINER_NOT_FOUND"),
-    (errors.NotFound,
-     re.compile(r"^container (?P<container>\S+) is not attached to network (?P<network>\S+)"),
-     "attachment", "ATTACHMENT_NOT_FOUND"),
-    (errors.NotFound, re.compile(r"^no network named " + _Q), "network", "NETWORK_NOT_FOUND"),
-    (errors.AlreadyExists, re.compile(r"^a container named " + _Q + " already exists"),
-     "container", "NAME_TAKEN"),
-    (errors.AlreadyExists, re.compile(r"^a network named " + _Q + " already exists"),
-     "network", "NAME_TAKEN"),
-    (errors.AlreadyExists, re.compile(r"^bridge " + _Q + " already belongs"),
-     "bridge", "BRIDGE_TAKEN"),
-    (errors.AlreadyExists, re.compile(r"^an interface named " + _Q + " already exists"),
-     "interface", "INTERFACE_TAKEN"),
-    (errors.AlreadyExists, re.compile(r"^address " + _Q + " on network .* already leased"),
-     "address", "ADDRESS_TAKEN"),
-    (errors.AlreadyExists, re.compile(r"^" + _Q + " is already allocated in "),
-     "address", "ADDRESS_TAKEN"),
-    (errors.FailedPrecondition, re.compile(r"^container " + _Q + " is running"),
-     "container", "CONTAINER_RUNNING"),
-    (errors.FailedPrecondition, re.compile(r"^container " + _Q + " has exited"),
-     "container", "CONTAINER_EXITED"),
-    (errors.FailedPrecondition, re.compile(r"^container " + _Q + " is already on "),
-     "container", "ADDRESS_CONFLICT"),
-    (errors.FailedPrecondition, re.compile(r"^the default network " + _Q + " cannot"),
-     "network", "DEFAULT_NETWORK"),
-    (errors.FailedPrecondition, re.compile(r"^network " + _Q + " still has containers"),
-     "network", "NETWORK_IN_USE"),
-    (errors.ResourceExhausted, re.compile(r"^network " + _Q + r" \(\S+\) has no free address"),
-     "network", "ADDRESS_POOL_EXHAUSTED"),
-)
-
-#: The reason when no pattern matched, by error kind (most specific first).
+#: The reason of an error that names none, by error kind (most specific first).
 DEFAULT_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (errors.InvalidArgument, "INVALID_ARGUMENT"),
     (errors.NotFound, "NOT_FOUND"),
@@ -97,28 +57,18 @@ DEFAULT_REASONS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
-def _name(m: re.Match[str]) -> str:
-    """The resource name a pattern matched; "container/network" for an attachment."""
-    g = m.groupdict()
-    if "container" in g:
-        return f"{g['container']}/{g['network']}"
-    return next((g[k] for k in ("sq", "dq", "bare") if g.get(k) is not None), "")
-
-
 def _reason_word(field: str) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", field.upper()).strip("_")
 
 
 def classify(exc: BaseException) -> tuple[Resource | None, str]:
     """The resource an error is about (if known) and its ErrorInfo reason."""
-    message = str(exc)
-    rtype, rname = getattr(exc, "resource_type", ""), getattr(exc, "resource_name", "")
-    for kind, pattern, ptype, reason in RESOURCE_PATTERNS:
-        if isinstance(exc, kind):
-            m = pattern.search(message)
-            if m:
-                return Resource(str(rtype or ptype), str(rname or _name(m))), reason
-    resource = Resource(str(rtype), str(rname)) if rtype and rname else None
+    if not isinstance(exc, errors.SheepError):
+        return None, "INTERNAL"
+    resource = (Resource(exc.resource_type, exc.resource_name)
+                if exc.resource_type and exc.resource_name else None)
+    if exc.reason:
+        return resource, exc.reason
     if isinstance(exc, errors.InvalidArgument) and exc.field:
         return resource, f"INVALID_{_reason_word(exc.field)}"
     for base, default in DEFAULT_REASONS:

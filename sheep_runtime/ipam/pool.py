@@ -149,7 +149,9 @@ class AddressPool:
         """
         i = self._lease_index(address)
         if not self._bitmap.set(i):
-            raise AlreadyExists(f"{self._addr(i)} is already allocated in {self._subnet}")
+            raise AlreadyExists(f"{self._addr(i)} is already allocated in {self._subnet}",
+                                reason="ADDRESS_TAKEN", resource_type="address",
+                                resource_name=str(self._addr(i)))
 
     def release(self, address: Address) -> bool:
         """Free a leased address; True if it was leased, False if already free.

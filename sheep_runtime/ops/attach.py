@@ -62,14 +62,17 @@ class Attacher:
                 self._metrics.exhausted.labels(net.name).inc()
                 raise ResourceExhausted(
                     f"network {net.name!r} ({net.subnet}) has no free address: "
-                    f"{pool.allocated} of {pool.capacity} leased") from e
+                    f"{pool.allocated} of {pool.capacity} leased",
+                    reason="ADDRESS_POOL_EXHAUSTED", resource_type="network",
+                    resource_name=net.name) from e
         try:
             pool.reserve(ip)
         except AlreadyExists as e:
             holder = self._networks.lease_holder(net, ip)
             who = f"container {holder[:12]}" if holder else "a container being attached"
             raise AlreadyExists(f"address {ip} on network {net.name!r} is already leased "
-                                f"to {who}") from e
+                                f"to {who}", reason="ADDRESS_TAKEN", resource_type="address",
+                                resource_name=str(ip)) from e
         except InvalidArgument as e:
             raise InvalidArgument(f"{e} (network {net.name!r})", field="ip") from e
         return ip

@@ -61,7 +61,8 @@ class ContainerService:
             raise InvalidArgument("a container id or name is required", field="id")
         found = self._store.find_containers(ref)
         if not found:
-            raise NotFound(f"no container with id or name {ref!r}")
+            raise NotFound(f"no container with id or name {ref!r}", reason="CONTAINER_NOT_FOUND",
+                           resource_type="container", resource_name=ref)
         if len(found) > 1:
             raise InvalidArgument(f"id prefix {ref!r} is ambiguous: it matches "
                                   + ", ".join(f"{c.id[:12]} ({c.name})" for c in found),
@@ -233,7 +234,8 @@ class ContainerService:
     def _get(self, cid: str) -> Container:
         c = self._store.container(cid)
         if c is None:
-            raise NotFound(f"container {cid[:12]} was removed")
+            raise NotFound(f"container {cid[:12]} was removed", reason="CONTAINER_NOT_FOUND",
+                           resource_type="container", resource_name=cid)
         return c
 
     async def remove(self, ref: str, *, force: bool) -> str:
@@ -243,7 +245,9 @@ class ContainerService:
             c = self._get(c.id)
             if c.state == ContainerState.RUNNING and c.id in self._handles and not force:
                 raise FailedPrecondition(
-                    f"container {c.name} is running: stop it first or use force")
+                    f"container {c.name} is running: stop it first or use force",
+                    reason="CONTAINER_RUNNING", resource_type="container",
+                    resource_name=c.name)
             self._store.mark_removing(c.id)
             await self._stop_process(c.id, timeout=0)
             await self.teardown(c)
@@ -275,11 +279,15 @@ class ContainerService:
                     if s.ip and s.ip != a.address.ip:
                         raise FailedPrecondition(
                             f"container {c.name} is already on {net.name} with address "
-                            f"{a.address.ip}; detach it first to change the address")
+                            f"{a.address.ip}; detach it first to change the address",
+                            reason="ADDRESS_CONFLICT", resource_type="container",
+                            resource_name=c.name)
                     return (await self.view(c)).attachments[existing.index(a)]
             if c.state == ContainerState.EXITED:
                 raise FailedPrecondition(f"container {c.name} has exited; networks can "
-                                         "only be attached to a running container")
+                                         "only be attached to a running container",
+                                         reason="CONTAINER_EXITED", resource_type="container",
+                                         resource_name=c.name)
             ifname = s.interface_name or _next_ifname(existing)
             if any(a.interface_name == ifname for a in existing):
                 raise InvalidArgument(f"interface {ifname} already exists in container "
@@ -301,7 +309,9 @@ class ContainerService:
             found = [a for a in self._store.attachments(container_id=c.id)
                      if a.network_id == net.id]
             if not found:
-                raise NotFound(f"container {c.name} is not attached to network {net.name}")
+                raise NotFound(f"container {c.name} is not attached to network {net.name}",
+                               reason="ATTACHMENT_NOT_FOUND", resource_type="attachment",
+                               resource_name=f"{c.name}/{net.name}")
             await self._attacher.detach(found[0], net)
 
     async def close(self) -> None:

@@ -124,7 +124,8 @@ class NetworkRegistry:
         if found:
             raise InvalidArgument(f"network id prefix {ref!r} is ambiguous: "
                                   + ", ".join(n.name for n in found))
-        raise NotFound(f"no network named {ref!r}; see `sheepctl network ls`")
+        raise NotFound(f"no network named {ref!r}; see `sheepctl network ls`",
+                       reason="NETWORK_NOT_FOUND", resource_type="network", resource_name=ref)
 
     def get_by_id(self, network_id: str) -> Network:
         return self._networks[network_id]
@@ -168,9 +169,13 @@ class NetworkRegistry:
         bridge = validate_ifname(spec.bridge, field="bridge") if spec.bridge else bridge_name(nid)
         async with self._locks.hold("create"):
             if self._by_name(name):
-                raise AlreadyExists(f"a network named {name!r} already exists")
+                raise AlreadyExists(f"a network named {name!r} already exists",
+                                    reason="NAME_TAKEN", resource_type="network",
+                                    resource_name=name)
             if any(n.bridge == bridge for n in self._networks.values()):
-                raise AlreadyExists(f"bridge {bridge!r} already belongs to another network")
+                raise AlreadyExists(f"bridge {bridge!r} already belongs to another network",
+                                    reason="BRIDGE_TAKEN", resource_type="bridge",
+                                    resource_name=bridge)
             clash = find_overlap(subnet, {n.name: n.subnet for n in self._networks.values()})
             if clash:
                 raise InvalidArgument(f"subnet {subnet} overlaps network {clash!r}",
@@ -180,7 +185,9 @@ class NetworkRegistry:
                 raise InvalidArgument(f"subnet {subnet} overlaps the host route {route}",
                                       field="subnet")
             if await self._links.link_exists(bridge):
-                raise AlreadyExists(f"an interface named {bridge!r} already exists on the host")
+                raise AlreadyExists(f"an interface named {bridge!r} already exists on the host",
+                                    reason="INTERFACE_TAKEN", resource_type="interface",
+                                    resource_name=bridge)
             net = Network(id=nid, name=name, bridge=bridge, bridge_mac=bridge_mac(nid),
                           subnet=subnet, gateway=gateway, mtu=mtu, internal=spec.internal,
                           icc=spec.icc, created_at=time.time())
@@ -212,7 +219,9 @@ class NetworkRegistry:
         """Remove a network with no containers attached, and its bridge."""
         net = self.get(ref)
         if net.name == DEFAULT_NETWORK:
-            raise FailedPrecondition(f"the default network {DEFAULT_NETWORK} cannot be removed")
+            raise FailedPrecondition(f"the default network {DEFAULT_NETWORK} cannot be removed",
+                                     reason="DEFAULT_NETWORK", resource_type="network",
+                                     resource_name=DEFAULT_NETWORK)
         async with self._locks.hold(net.id):
             holders = sorted({a.container_id[:12] for a in
                               self._store.attachments(network_id=net.id)})
@@ -220,7 +229,8 @@ class NetworkRegistry:
                 raise FailedPrecondition(
                     f"network {net.name!r} still has containers attached: "
                     + (", ".join(holders) or "attach in progress")
-                    + "; detach or remove them first")
+                    + "; detach or remove them first",
+                    reason="NETWORK_IN_USE", resource_type="network", resource_name=net.name)
             self._store.remove_network(net.id)
             self._forget(net)
             if self.on_change:

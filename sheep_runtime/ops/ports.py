@@ -72,7 +72,8 @@ class PortTable:
                 if holder is not None and holder != container_id:
                     raise AlreadyExists(f"host port {port}/{proto}"
                                         f"{' on ' + ip if ip else ''} is already published "
-                                        f"by container {holder[:12]}")
+                                        f"by container {holder[:12]}", reason="PORT_TAKEN",
+                                        resource_type="port", resource_name=f"{port}/{proto}")
         for p in ports:
             for proto, ip, port in _keys(p):
                 self._owners[(proto, port)][ip] = container_id

@@ -85,7 +85,9 @@ class Store:
     def add_container(self, c: Container) -> None:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM containers WHERE name=?", (c.name,)).fetchone():
-                raise AlreadyExists(f"a container named {c.name!r} already exists")
+                raise AlreadyExists(f"a container named {c.name!r} already exists",
+                                    reason="NAME_TAKEN", resource_type="container",
+                                    resource_name=c.name)
             db.execute(
                 "INSERT INTO containers(id, name, command, env, hostname, network_mode, state,"
                 " created_at, netns_path) VALUES(?,?,?,?,?,?,?,?,?)",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
@@ -158,17 +157,6 @@ def test_typed_errors(client: SheepClient) -> None:
         client.create_container("/bin/sleep 30")  # type: ignore[arg-type]
 
 
-def _servicer_uses_richstatus() -> bool:
-    """Whether the daemon's servicer sends rich details (wired by the lead)."""
-    src = (REPO / "sheep_runtime" / "api" / "servicer.py").read_text()
-    return "richstatus" in src
-
-
-rich = pytest.mark.skipif(not _servicer_uses_richstatus() and not os.environ.get("CI"),
-                          reason="servicer.py does not send richstatus details yet")
-
-
-@rich
 def test_errors_carry_rich_details(client: SheepClient) -> None:
     with pytest.raises(NotFound) as nf:
         client.inspect("ghost")

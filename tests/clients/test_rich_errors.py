@@ -62,30 +62,24 @@ def test_invalid_argument_has_field_violation() -> None:
     assert "ResourceInfo" not in d
 
 
+def _err(kind: type[errors.SheepError], message: str, reason: str, rtype: str,
+         rname: str) -> errors.SheepError:
+    return kind(message, reason=reason, resource_type=rtype, resource_name=rname)
+
+
 @pytest.mark.parametrize(("exc", "rtype", "rname", "reason"), [
-    (errors.NotFound("no container with id or name 'web'"), "container", "web",
-     "CONTAINER_NOT_FOUND"),
-    (errors.NotFound("no network named 'back end'; see `sheepctl network ls`"), "network",
-     "back end", "NETWORK_NOT_FOUND"),
-    (errors.NotFound("container web is not attached to network backend"), "attachment",
-     "web/backend", "ATTACHMENT_NOT_FOUND"),
-    (errors.AlreadyExists("a container named 'web' already exists"), "container", "web",
-     "NAME_TAKEN"),
-    (errors.AlreadyExists("a network named 'backend' already exists"), "network", "backend",
-     "NAME_TAKEN"),
-    (errors.AlreadyExists("address 10.30.0.10 on network 'backend' is already leased to "
-                          "container 0123456789ab"), "address", "10.30.0.10",
-     "ADDRESS_TAKEN"),
-    (errors.FailedPrecondition("container web is running: stop it first or use force"),
-     "container", "web", "CONTAINER_RUNNING"),
-    (errors.FailedPrecondition("network 'backend' still has containers attached: "
-                               "0123456789ab; detach or remove them first"),
-     "network", "backend", "NETWORK_IN_USE"),
-    (errors.ResourceExhausted("network 'tiny' (10.9.0.0/30) has no free address: 1 of 1 "
-                              "leased"), "network", "tiny", "ADDRESS_POOL_EXHAUSTED"),
+    (_err(errors.NotFound, "no container with id or name 'web'", "CONTAINER_NOT_FOUND",
+          "container", "web"), "container", "web", "CONTAINER_NOT_FOUND"),
+    (_err(errors.AlreadyExists, "a network named 'backend' already exists", "NAME_TAKEN",
+          "network", "backend"), "network", "backend", "NAME_TAKEN"),
+    (_err(errors.FailedPrecondition, "container web is running: stop it first",
+          "CONTAINER_RUNNING", "container", "web"), "container", "web", "CONTAINER_RUNNING"),
+    (_err(errors.ResourceExhausted, "network 'tiny' (10.9.0.0/30) has no free address",
+          "ADDRESS_POOL_EXHAUSTED", "network", "tiny"), "network", "tiny",
+     "ADDRESS_POOL_EXHAUSTED"),
 ])
-def test_resource_info_from_daemon_messages(exc: errors.SheepError, rtype: str, rname: str,
-                                            reason: str) -> None:
+def test_resource_info_from_the_error(exc: errors.SheepError, rtype: str, rname: str,
+                                      reason: str) -> None:
     s = richstatus.to_rpc_status(exc, status_code(exc))
     d = _details(s)
     assert (d["ResourceInfo"].resource_type, d["ResourceInfo"].resource_name) == \
@@ -97,12 +91,9 @@ def test_resource_info_from_daemon_messages(exc: errors.SheepError, rtype: str, 
         assert (v.type, v.subject) == (reason, f"{rtype}/{rname}")
 
 
-def test_explicit_resource_attributes_win() -> None:
-    e = errors.NotFound("gone")
-    e.resource_type, e.resource_name = "volume", "data"  # type: ignore[attr-defined]
-    d = _details(richstatus.to_rpc_status(e, grpc.StatusCode.NOT_FOUND))
-    assert (d["ResourceInfo"].resource_type, d["ResourceInfo"].resource_name) == \
-        ("volume", "data")
+def test_an_error_without_reason_gets_its_kinds() -> None:
+    d = _details(richstatus.to_rpc_status(errors.NotFound("gone"), grpc.StatusCode.NOT_FOUND))
+    assert d["ErrorInfo"].reason == "NOT_FOUND" and "ResourceInfo" not in d
 
 
 def test_unknown_errors_are_internal_without_resource() -> None:
@@ -117,7 +108,8 @@ def test_unknown_errors_are_internal_without_resource() -> None:
 
 
 def test_grpc_status_carries_the_details_trailer() -> None:
-    st = richstatus.to_grpc_status(errors.NotFound("no container with id or name 'x'"),
+    st = richstatus.to_grpc_status(errors.NotFound("no container with id or name 'x'",
+                                                   reason="CONTAINER_NOT_FOUND"),
                                    grpc.StatusCode.NOT_FOUND)
     assert st.code == grpc.StatusCode.NOT_FOUND and st.details.startswith("no container")
     ((key, value),) = st.trailing_metadata
@@ -148,7 +140,9 @@ class FailingServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
 
     @mapped
     async def Inspect(self, request: pb.InspectRequest, context: Any) -> pb.Container:
-        raise errors.NotFound(f"no container with id or name {request.id!r}")
+        raise errors.NotFound(f"no container with id or name {request.id!r}",
+                              reason="CONTAINER_NOT_FOUND", resource_type="container",
+                              resource_name=request.id)
 
     @mapped
     async def CreateContainer(self, request: pb.CreateContainerRequest,
@@ -156,19 +150,24 @@ class FailingServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         if not request.command:
             raise errors.InvalidArgument(
                 "command is required: give the program and its arguments", field="command")
-        raise errors.AlreadyExists(f"a container named {request.name!r} already exists")
+        raise errors.AlreadyExists(f"a container named {request.name!r} already exists",
+                                   reason="NAME_TAKEN", resource_type="container",
+                                   resource_name=request.name)
 
     @mapped
     async def RemoveContainer(self, request: pb.RemoveContainerRequest,
                               context: Any) -> pb.RemoveContainerResponse:
         raise errors.FailedPrecondition(
-            f"container {request.id} is running: stop it first or use force")
+            f"container {request.id} is running: stop it first or use force",
+            reason="CONTAINER_RUNNING", resource_type="container", resource_name=request.id)
 
     @mapped
     async def AttachNetwork(self, request: pb.AttachNetworkRequest,
                             context: Any) -> pb.NetworkAttachment:
         raise errors.ResourceExhausted(
-            f"network {request.network!r} (10.9.0.0/30) has no free address: 1 of 1 leased")
+            f"network {request.network!r} (10.9.0.0/30) has no free address: 1 of 1 leased",
+            reason="ADDRESS_POOL_EXHAUSTED", resource_type="network",
+            resource_name=request.network)
 
     @mapped
     async def Version(self, request: pb.VersionRequest, context: Any) -> pb.VersionResponse:
