@@ -28,7 +28,6 @@ pytestmark = pytest.mark.kernel
 
 SLEEP = ["/bin/sleep", "300"]
 NONE = "none"
-REPO = Path(__file__).resolve().parents[2]
 
 
 # -- sync ---------------------------------------------------------------------------------
