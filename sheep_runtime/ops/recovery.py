@@ -91,24 +91,29 @@ async def collect_leaks(*, config: Config, store: Store, links: LinkManager,
     belong to no record. Objects without our marks are never touched, nor veths still
     being set up (`in_flight`); bridges only when `bridges` (no network is being
     created: at start)."""
-    veths = {a.host_interface for a in store.attachments()} | set(in_flight)
+    # Look at the kernel and the dirs first, at the records second: whatever an
+    # operation made before the listing is by then in the store or in `in_flight`
+    # (both are written before the object is made and cleared after the commit).
+    found_links = await links.list_links("shp")
+    pins, cdirs = _children(config.netns_dir), _children(config.containers_dir)
+    veths = {a.host_interface for a in store.attachments()}
     known_bridges = {n.bridge for n in networks.all()}
     ids = {c.id for c in store.containers()}
     counts = {"veth": 0, "bridge": 0, "netns": 0, "container_dir": 0}
     stale_links = []
-    for link in await links.list_links("shp"):
-        if OUR_VETH.match(link.name) and link.name not in veths:
+    for link in found_links:
+        if OUR_VETH.match(link.name) and link.name not in veths and link.name not in in_flight:
             stale_links.append(link.name)
             counts["veth"] += 1
         elif bridges and OUR_BRIDGE.match(link.name) and link.name not in known_bridges:
             stale_links.append(link.name)
             counts["bridge"] += 1
     await asyncio.gather(*(links.delete_link(name) for name in stale_links))
-    for pin in _children(config.netns_dir):
+    for pin in pins:
         if pin.name not in ids:
             await asyncio.to_thread(delete_pinned_netns, pin)
             counts["netns"] += 1
-    for cdir in _children(config.containers_dir):
+    for cdir in cdirs:
         if cdir.name not in ids:
             shutil.rmtree(cdir, ignore_errors=True)
             counts["container_dir"] += 1
