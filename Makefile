@@ -5,7 +5,6 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps \
   prometheus
 PROTO := proto/sheep/runtime/v1/runtime.proto
-GEN_DIR := clients/python
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
 
@@ -23,23 +22,19 @@ apt:
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml | apt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The client first: it carries the generated stubs the daemon imports.
-	$(PY) -m pip install -q -e clients/python
 	$(PY) -m pip install -q -e '.[dev]'
+	# The client too: sheepctl, and the tests drive the daemon through it.
+	$(PY) -m pip install -q -e clients/python
 	touch $@
 
+# The generated code has two homes, so that neither package needs the other: the
+# client's `sheep.runtime.v1` and the daemon's `sheep_runtime.api.v1` (same descriptor,
+# so both load in one process). scripts/gen-proto.sh writes both; --check compares.
 proto: install
-	$(PY) -m grpc_tools.protoc -I proto --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
-	  --grpc_python_out=$(GEN_DIR) $(PROTO)
+	@scripts/gen-proto.sh $(PY)
 
 check-proto: install
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	$(PY) -m grpc_tools.protoc -I proto --python_out=$$tmp --pyi_out=$$tmp \
-	  --grpc_python_out=$$tmp $(PROTO); \
-	for f in runtime_pb2.py runtime_pb2.pyi runtime_pb2_grpc.py; do \
-	  cmp -s $$tmp/sheep/runtime/v1/$$f $(GEN_DIR)/sheep/runtime/v1/$$f || \
-	    { echo "generated $$f is stale: run 'make proto'"; exit 1; }; \
-	done; echo "generated code is fresh"
+	@scripts/gen-proto.sh $(PY) --check
 
 api-docs: install
 	$(PY) scripts/gen-api-docs.py
@@ -71,6 +66,7 @@ check-dashboard:
 lint: install
 	$(VENV)/bin/ruff check sheep_runtime clients/python/sheep_client tests bench scripts
 	$(VENV)/bin/mypy sheep_runtime clients/python/sheep_client
+	$(VENV)/bin/lint-imports
 
 unit: install
 	$(PY) -m pytest tests/unit -q

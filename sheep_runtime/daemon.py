@@ -10,40 +10,30 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.metadata import version as dist_version
 from typing import IO
 
 import grpc
 import uvloop
 from prometheus_client import start_http_server
-from sheep.runtime.v1 import runtime_pb2 as pb
 
 from sheep_runtime import __version__
-from sheep_runtime.api.interceptor import MetricsInterceptor
+from sheep_runtime.api.interceptor import runtime_service_interceptor
 from sheep_runtime.api.server import build_server
 from sheep_runtime.api.servicer import RuntimeServicer
 from sheep_runtime.config import Config, parse_args
 from sheep_runtime.firewall import Firewall, FirewallMonitor
 from sheep_runtime.logs import setup_logging
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.netlink import LinkManager
-from sheep_runtime.netlink.monitor import NetlinkMonitor
-from sheep_runtime.ops.attach import Attacher
-from sheep_runtime.ops.containers import ContainerService
+from sheep_runtime.netlink import LinkManager, NetlinkMonitor, PinnedNamespaces
 from sheep_runtime.ops.events import EventBus
-from sheep_runtime.ops.faults import Faults
-from sheep_runtime.ops.firewall import FirewallSync
-from sheep_runtime.ops.healer import Healer
-from sheep_runtime.ops.networks import NetworkRegistry
-from sheep_runtime.ops.ports import PortTable
-from sheep_runtime.ops.recovery import collect_leaks, recover
+from sheep_runtime.ops.runtime import Backends, Runtime, build_runtime
+from sheep_runtime.process import OciProcesses
 from sheep_runtime.store import Store
 
 log = logging.getLogger("sheepd")
 
 DRAIN_SECONDS = 5.0
-LEAK_COLLECTION_SECONDS = 60.0
 
 
 class AlreadyRunning(Exception):
@@ -65,58 +55,27 @@ def acquire_lock(config: Config) -> IO[str]:
     return f
 
 
-@dataclass
-class Runtime:
-    """The daemon's parts, wired together."""
-
-    store: Store
-    links: LinkManager
-    firewall: Firewall
-    networks: NetworkRegistry
-    firewall_sync: FirewallSync
-    attacher: Attacher
-    containers: ContainerService
-    healer: Healer
-
-    async def close(self) -> None:
-        await self.healer.close()
-        await self.containers.close()
-        await self.firewall.close()
-        await self.links.close()
-        self.store.close()
-
-
-async def build(config: Config, *, metrics: Metrics, events: EventBus) -> Runtime:
-    """Open the backends, load networks and leases, and build the ops layer."""
-    store = Store(config.db_path)
+async def open_backends(config: Config) -> Backends:
+    """The real backends: netlink, pinned namespaces, nftables, SQLite, runc."""
     links = LinkManager()
     await links.start()
     firewall = Firewall()
     await firewall.start()
-    networks = NetworkRegistry(store=store, links=links, metrics=metrics, events=events)
-    await networks.load(default_bridge=config.default_bridge,
-                        default_subnet=config.default_subnet)
-    ports = PortTable()
-    for a in store.attachments():
-        ports.reserve(a.container_id, a.ports)
-    firewall_sync = FirewallSync(firewall=firewall, store=store, networks=networks,
-                                 metrics=metrics, events=events)
-    networks.on_change = firewall_sync.sync
-    faults = Faults(config.faults)
-    attacher = Attacher(store=store, networks=networks, links=links, firewall=firewall_sync,
-                        ports=ports, metrics=metrics, events=events, faults=faults)
-    containers = ContainerService(config=config, store=store, networks=networks,
-                                  attacher=attacher, links=links, metrics=metrics,
-                                  events=events, faults=faults)
-    healer = Healer(store=store, networks=networks, containers=containers, attacher=attacher,
-                    links=links, metrics=metrics, events=events)
-    return Runtime(store=store, links=links, firewall=firewall, networks=networks,
-                   firewall_sync=firewall_sync, attacher=attacher, containers=containers,
-                   healer=healer)
+    return Backends(links=links, namespaces=PinnedNamespaces(), firewall=firewall,
+                    store=Store(config.db_path),
+                    processes=OciProcesses(root=config.run_dir / "runc"))
 
 
-async def serve(config: Config) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
+async def close_backends(backends: Backends) -> None:
+    assert isinstance(backends.firewall, Firewall)
+    assert isinstance(backends.links, LinkManager)
+    await backends.firewall.close()
+    await backends.links.close()
+    backends.store.close()
+
+
+async def serve(config: Config) -> str | None:
+    """Run the daemon until SIGTERM or SIGINT; return why it stopped if it failed."""
     os.umask(0o077)
     for d in (config.state_dir, config.containers_dir, config.run_dir, config.netns_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -124,34 +83,39 @@ async def serve(config: Config) -> None:
     metrics = Metrics()
     metrics.set_build_info(version=__version__, pyroute2=dist_version("pyroute2"))
     events = EventBus(on_publish=lambda e: metrics.events.labels(e.type).inc())
-    rt = await build(config, metrics=metrics, events=events)
+    backends = await open_backends(config)
+    rt = await build_runtime(config, backends, metrics=metrics, events=events)
     try:
-        await recover(config=config, store=rt.store, links=rt.links, containers=rt.containers,
-                      networks=rt.networks, metrics=metrics)
-        await rt.firewall_sync.sync()
-        monitor = NetlinkMonitor(
-            on_event=lambda kind, lag: _count_event(metrics, kind, lag),
-            on_resync=metrics.netlink_resyncs.inc)
-        async with asyncio.TaskGroup() as tasks:
-            # Supervised: one that dies takes the daemon down instead of leaving it half
-            # alive (the TaskGroup cancels the rest and raises).
-            background = [
-                tasks.create_task(monitor.run(rt.healer.handle), name="netlink-monitor"),
-                tasks.create_task(FirewallMonitor(firewall=rt.firewall).run(
-                    rt.firewall_sync.repair_if_broken), name="firewall-monitor"),
-                tasks.create_task(_collect_leaks_periodically(config, rt, metrics),
-                                  name="leak-collector"),
-            ]
-            server = await _start_api(config, rt, metrics, events)
-            await _wait_for_signal()
-            log.info("stopping: draining in-flight calls (up to %.0fs)", DRAIN_SECONDS)
-            await server.stop(DRAIN_SECONDS)
-            for task in background:
-                task.cancel()
+        await rt.start()
+        _start_monitors(rt, backends)
+        servicer = RuntimeServicer(runtime=rt, backends={
+            "netlink": f"pyroute2 {dist_version('pyroute2')} + raw rtnetlink",
+            "firewall": "nftables (libnftables JSON)", "store": "sqlite",
+            "process": "runc (OCI runtime) under a per-container shim"})
+        server = await _start_api(config, rt, servicer)
+        failure = await _wait_for_signal_or(rt.tasks.failed)
+        log.info("stopping: draining in-flight calls (up to %.0fs)", DRAIN_SECONDS)
+        servicer.close_streams()
+        await server.stop(DRAIN_SECONDS)
     finally:
         await rt.close()
+        await close_backends(backends)
         lock.close()
     log.info("stopped; containers keep running")
+    return failure
+
+
+def _start_monitors(rt: Runtime, backends: Backends) -> None:
+    """Follow the kernel: link events feed the healer, nftables events the firewall
+    repair. A monitor that dies takes the daemon down (it would be blind otherwise)."""
+    metrics = rt.metrics
+    monitor = NetlinkMonitor(on_event=lambda kind, lag: _count_event(metrics, kind, lag),
+                             on_resync=metrics.netlink_resyncs.inc)
+    rt.tasks.service("netlink-monitor", lambda: monitor.run(rt.healer.handle), restart=False)
+    assert isinstance(backends.firewall, Firewall)
+    fw_monitor = FirewallMonitor(firewall=backends.firewall)
+    rt.tasks.service("firewall-monitor", lambda: fw_monitor.run(rt.firewall.repair_if_broken),
+                     restart=False)
 
 
 def _count_event(metrics: Metrics, kind: str, lag: float) -> None:
@@ -159,49 +123,45 @@ def _count_event(metrics: Metrics, kind: str, lag: float) -> None:
     metrics.netlink_lag.observe(lag)
 
 
-async def _start_api(config: Config, rt: Runtime, metrics: Metrics,
-                     events: EventBus) -> grpc.aio.Server:
-    servicer = RuntimeServicer(
-        containers=rt.containers, networks=rt.networks, events=events,
-        backends={"netlink": f"pyroute2 {dist_version('pyroute2')} + raw rtnetlink",
-                  "firewall": "nftables (libnftables JSON)", "store": "sqlite",
-                  "process": "shim (nsenter + unshare)"})
-    interceptor = MetricsInterceptor(metrics)
-    interceptor.initialize(pb.DESCRIPTOR.services_by_name["RuntimeService"])
-    server, _health = await build_server(servicer, socket=config.socket, listen=config.listen,
-                                         interceptors=[interceptor])
+async def _start_api(config: Config, rt: Runtime, servicer: RuntimeServicer
+                     ) -> grpc.aio.Server:
+    metrics, events = rt.metrics, rt.events
+    interceptor = runtime_service_interceptor(metrics)
+    server, _health = await build_server(
+        servicer, socket=config.socket, socket_group=config.socket_group,
+        listen=config.listen, tls=config.tls, events=events, interceptors=[interceptor])
     if config.metrics_addr:
         host, _, port = config.metrics_addr.rpartition(":")
         start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
-    log.info("sheepd %s serving on unix:%s%s", __version__, config.socket,
-             f" and {config.listen}" if config.listen else "")
+    log.info("sheepd %s serving on unix:%s (mode %s)%s", __version__, config.socket,
+             f"0660, group {config.socket_group}" if config.socket_group else "0600",
+             f" and {config.listen} (mutual TLS)" if config.listen else "")
     return server
 
 
-async def _collect_leaks_periodically(config: Config, rt: Runtime, metrics: Metrics) -> None:
-    while True:
-        await asyncio.sleep(LEAK_COLLECTION_SECONDS)
-        await collect_leaks(config=config, store=rt.store, links=rt.links,
-                            networks=rt.networks, metrics=metrics,
-                            in_flight=rt.attacher.in_flight, bridges=False)
-
-
-async def _wait_for_signal() -> None:
+async def _wait_for_signal_or(failed: asyncio.Future[str]) -> str | None:
+    """Wait for SIGTERM/SIGINT (None) or a fatal task failure (its reason)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    return failed.result() if failed.done() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sheepd`."""
-    config = parse_args(argv)
+    config = parse_args(argv)  # a usage error exits 2 with argparse's message
     setup_logging(level=config.log_level, fmt=config.log_format)
     try:
-        uvloop.run(serve(config))
+        failure = uvloop.run(serve(config))
     except AlreadyRunning as e:
         log.error("%s", e)
+        return 1
+    if failure:
+        log.error("%s", failure)
         return 1
     return 0
 

@@ -80,6 +80,15 @@ class Metrics:
                                   ["op", "result"], registry=r)
         self.events = Counter("sheep_events", "Events published, by type.", ["type"],
                               registry=r)
+        self.teardown_errors = Counter(
+            "sheep_teardown_errors", "Steps of a teardown that failed (the rest still ran).",
+            ["step"], registry=r)
+        self.recovery_errors = Counter(
+            "sheep_recovery_errors", "Records recovery could not make sense of, by kind.",
+            ["kind"], registry=r)
+        self.task_failures = Counter(
+            "sheep_task_failures", "Background tasks that died of an unexpected error.",
+            ["task"], registry=r)
 
         # Known label values are exported at 0 from the start, so that increase() and
         # rate() see the first event too.
@@ -87,6 +96,8 @@ class Metrics:
             self.repairs.labels(kind)
         for kind in ("veth", "bridge", "netns", "container_dir"):
             self.leaks_collected.labels(kind)
+        for kind in ("exit_record", "netns_pin", "row"):
+            self.recovery_errors.labels(kind)
 
     def set_build_info(self, *, version: str, pyroute2: str) -> None:
         self.build_info.info({"version": version, "python": platform.python_version(),

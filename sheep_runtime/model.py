@@ -6,6 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Literal
 
 
 class ContainerState(enum.StrEnum):
@@ -14,6 +16,7 @@ class ContainerState(enum.StrEnum):
     CREATED = "created"
     RUNNING = "running"
     EXITED = "exited"
+    UNKNOWN = "unknown"  # recovery could not tell; `Container.state_reason` says why
 
 
 class LinkState(enum.StrEnum):
@@ -92,6 +95,9 @@ class Container:
     started_at: float | None = None
     finished_at: float | None = None
     removing: bool = False
+    state_reason: str = ""
+    privileged: bool = False
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,3 +110,109 @@ class Event:
     container_id: str = ""
     network: str = ""
     attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+# -- kernel state, as the netlink backend reports it ------------------------------
+
+LinkAction = Literal["new", "del"]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One network interface as the kernel reports it (dumps, lookups and events)."""
+
+    index: int
+    name: str
+    kind: str | None
+    master: int | None
+    operstate: str
+    mtu: int
+    mac: str | None
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """RTM_NEWLINK (any change: flags, master, operstate, ...) or RTM_DELLINK.
+
+    `moved`: a "del" because the link moved to another netns, not a deletion.
+    `received_at`: `time.monotonic()` when the datagram was read from the socket.
+    """
+
+    action: LinkAction
+    link: Link
+    received_at: float
+    moved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AddressEvent:
+    """RTM_NEWADDR / RTM_DELADDR of an IPv4 address on the link `index`."""
+
+    action: LinkAction
+    index: int
+    address: IPv4Interface
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """A full snapshot of links and IPv4 addresses, at start and after the kernel dropped
+    notifications ("overflow"). The events that follow are as new as or newer than it."""
+
+    reason: Literal["start", "overflow"]
+    links: tuple[Link, ...]
+    addresses: tuple[tuple[int, IPv4Interface], ...]
+
+
+KernelEvent = LinkEvent | AddressEvent | Resync
+
+
+# -- container processes ------------------------------------------------------------
+
+#: Docker's default capability set: what a container gets unless the request widens it.
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+    "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What to run, where, and how confined.
+
+    `capabilities` is the effective set (bounding, effective, permitted); `privileged`
+    also lifts seccomp and the masked paths; `hidden_paths` (the daemon's state and run
+    dirs) are invisible inside the container.
+    """
+
+    container_id: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    hostname: str
+    netns_path: Path
+    container_dir: Path
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    privileged: bool = False
+    hidden_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessHandle:
+    """A running container: its supervisor (shim) and its command, each as (pid,
+    start time). `pid` is the command's host pid; 0 if it had already exited."""
+
+    shim_pid: int
+    shim_start_time: int
+    pid: int
+    pid_start_time: int
+    container_dir: Path
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a container ended: exit code (128+N if killed by signal N), and when."""
+
+    code: int
+    finished_at_ns: int

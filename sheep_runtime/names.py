@@ -13,8 +13,11 @@ from ipaddress import IPv4Address
 
 from sheep_runtime.errors import InvalidArgument
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-IFNAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+IFNAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+# Names the kernel gives a meaning: "lo" exists in every netns, "all" and "default" are
+# the sysctl directories /proc/sys/net/*/conf/{all,default}.
+RESERVED_IFNAMES = frozenset({".", "..", "lo", "all", "default"})
 HOST_VETH_PREFIX = "shp"
 BRIDGE_PREFIX = "shpbr"
 ID_LENGTH = 64
@@ -27,7 +30,7 @@ def new_id() -> str:
 
 def validate_name(name: str, *, what: str) -> str:
     """Return `name` if it is a valid container or network name, else InvalidArgument."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"invalid {what} name {name!r}: use 1-63 characters from [a-zA-Z0-9_.-], "
             "starting with a letter or digit", field="name")
@@ -36,10 +39,23 @@ def validate_name(name: str, *, what: str) -> str:
 
 def validate_ifname(name: str, *, field: str = "interface_name") -> str:
     """Return `name` if it is a valid Linux interface name, else InvalidArgument."""
-    if not IFNAME_RE.match(name) or name in (".", ".."):
+    if not IFNAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"invalid interface name {name!r}: use 1-15 characters from [a-zA-Z0-9_.-]",
             field=field)
+    if name in RESERVED_IFNAMES:
+        raise InvalidArgument(f"interface name {name!r} is reserved by the kernel",
+                              field=field)
+    return name
+
+
+def validate_bridge_name(name: str) -> str:
+    """A user-chosen bridge name: a valid interface name without our prefix, which
+    marks the kernel objects sheepd makes (and collects when it finds no record)."""
+    validate_ifname(name, field="bridge")
+    if name.startswith(HOST_VETH_PREFIX):
+        raise InvalidArgument(f"bridge name {name!r} starts with {HOST_VETH_PREFIX!r}, "
+                              "which sheepd keeps for its own interfaces", field="bridge")
     return name
 
 

@@ -66,9 +66,9 @@ class Sandbox:
 
     # -- daemon -------------------------------------------------------------------
 
-    def start(self, *, faults: Sequence[str] = (), extra: Sequence[str] = (),
+    def start(self, *, extra: Sequence[str] = (),
               wait: bool = True) -> None:
-        env = dict(os.environ, SHEEP_FAULTS=",".join(faults))
+        env = dict(os.environ)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon owns it
         self.proc = subprocess.Popen(
             ["nsenter", f"--net={self.netns}", "--", sys.executable, "-m",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from sheep.runtime.v1 import runtime_pb2 as pb
+import contextlib
+from collections.abc import Callable
 
-from sheep_runtime.errors import InvalidArgument
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sheep_runtime.api.v1 import runtime_pb2 as pb
+from sheep_runtime.errors import InvalidArgument, SheepError
 from sheep_runtime.model import Container, ContainerState, Event, PortMapping
+from sheep_runtime.ops.containers import DEFAULT_STOP_TIMEOUT
+from sheep_runtime.ops.events import EventFilter
 from sheep_runtime.ops.networks import NetworkSpec
 from sheep_runtime.ops.specs import AttachSpec, ContainerSpec, attach_spec, container_spec
 from sheep_runtime.ops.views import AttachmentView, ContainerView, NetworkView
@@ -15,7 +20,14 @@ _STATE = {
     ContainerState.CREATED: pb.Container.CREATED,
     ContainerState.RUNNING: pb.Container.RUNNING,
     ContainerState.EXITED: pb.Container.EXITED,
+    ContainerState.UNKNOWN: pb.Container.UNKNOWN,
 }
+
+MAX_STOP_TIMEOUT = 3600
+EVENT_FILTERS = ("container", "network", "type")
+# google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31; `since` before
+# the epoch means nothing here.
+_MAX_TIMESTAMP_SECONDS = 253402300799
 
 
 def timestamp(seconds: float | None) -> Timestamp | None:
@@ -50,7 +62,39 @@ def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
     nets = [attach_spec_from_pb(network=n.network, ip=n.ip, ports=list(n.ports),
                                 interface_name=n.interface_name) for n in r.networks]
     return container_spec(name=r.name, command=list(r.command), env=dict(r.env),
-                          hostname=r.hostname, networks=nets, network_mode=r.network_mode)
+                          hostname=r.hostname, networks=nets, network_mode=r.network_mode,
+                          privileged=r.privileged, cap_add=list(r.cap_add))
+
+
+def stop_timeout(seconds: int) -> float:
+    """StopContainer's grace period: 0 means the default; at most an hour."""
+    if seconds > MAX_STOP_TIMEOUT:
+        raise InvalidArgument(f"timeout_seconds {seconds} is over the maximum of "
+                              f"{MAX_STOP_TIMEOUT}", field="timeout_seconds")
+    return float(seconds or DEFAULT_STOP_TIMEOUT)
+
+
+def event_filter_from_pb(r: pb.WatchEventsRequest, *, resolve: Callable[[str], Container]
+                         ) -> tuple[EventFilter, float | None]:
+    """The filter and `since` of a WatchEvents request; unknown keys and timestamps out
+    of range are InvalidArgument."""
+    unknown = sorted(set(r.filters) - set(EVENT_FILTERS))
+    if unknown:
+        raise InvalidArgument(f"unknown event filter {unknown[0][:64]!r}: use "
+                              + ", ".join(EVENT_FILTERS), field="filters")
+    container = r.filters.get("container", "")
+    if container:
+        # A container that does not exist yet may still appear by id prefix.
+        with contextlib.suppress(SheepError):
+            container = resolve(container).id
+    flt = EventFilter(container=container, network=r.filters.get("network", ""),
+                      type_prefix=r.filters.get("type", ""))
+    if not r.HasField("since"):
+        return flt, None
+    if not (0 <= r.since.seconds <= _MAX_TIMESTAMP_SECONDS and 0 <= r.since.nanos < 10**9):
+        raise InvalidArgument("since is out of range: give a time after 1970-01-01",
+                              field="since")
+    return flt, r.since.seconds + r.since.nanos / 1e9
 
 
 def network_spec_from_pb(r: pb.CreateNetworkRequest) -> NetworkSpec:
@@ -79,7 +123,9 @@ def container_to_pb(v: ContainerView) -> pb.Container:
         finished_at=timestamp(c.finished_at),
         networks=[attachment_to_pb(a) for a in v.attachments],
         ports=[port_to_pb(p) for a in v.attachments for p in a.attachment.ports],
-        netns_path=c.netns_path, log_path=v.log_path, env=dict(c.env))
+        netns_path=c.netns_path, log_path=v.log_path, env=dict(c.env),
+        state_reason=c.state_reason, privileged=c.privileged,
+        capabilities=list(c.capabilities))
 
 
 def network_to_pb(v: NetworkView) -> pb.Network:

@@ -240,3 +240,12 @@ def _wrap_stream(behavior: Callable[..., Any], call: _Call) -> Callable[..., Any
         return generator
     # A coroutine that writes with context.write() has the same shape as a unary one.
     return _wrap_unary(behavior, call)
+
+
+def runtime_service_interceptor(metrics: Metrics) -> MetricsInterceptor:
+    """A MetricsInterceptor with every RPC of RuntimeService exported at zero."""
+    from sheep_runtime.api.v1 import runtime_pb2 as pb
+
+    interceptor = MetricsInterceptor(metrics)
+    interceptor.initialize(pb.DESCRIPTOR.services_by_name["RuntimeService"])
+    return interceptor

@@ -26,6 +26,17 @@ MAX_PREFIX = 30
 Network = IPv4Network | IPv6Network
 
 
+#: IPv4 ranges that can never be a container network (RFC 6890 special purpose):
+#: a bridge there would break the host's loopback, multicast or link-local traffic.
+RESERVED_RANGES: tuple[tuple[IPv4Network, str], ...] = (
+    (IPv4Network("0.0.0.0/8"), "'this network'"),
+    (IPv4Network("127.0.0.0/8"), "loopback"),
+    (IPv4Network("169.254.0.0/16"), "link-local"),
+    (IPv4Network("224.0.0.0/4"), "multicast"),
+    (IPv4Network("240.0.0.0/4"), "reserved (including broadcast)"),
+)
+
+
 def parse_subnet(text: str) -> IPv4Network:
     """Parse a strict IPv4 CIDR such as ``"10.20.0.0/16"`` (prefix /8 to /30).
 
@@ -60,6 +71,12 @@ def parse_subnet(text: str) -> IPv4Network:
             f"subnet {text!r} has host bits set; did you mean '{net}'?",
             field="subnet",
         )
+    for reserved, what in RESERVED_RANGES:
+        if net.overlaps(reserved):
+            raise InvalidArgument(
+                f"subnet {net} overlaps {reserved}, the {what} range; use a private "
+                "range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+                field="subnet")
     return net
 
 

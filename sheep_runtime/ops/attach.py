@@ -1,28 +1,29 @@
 """Attach and detach: the only place that sequences the kernel steps of a network
-attachment. Each step pushes its undo before the next, so a failure at any step
-leaves no veth, no lease and no record; the store commit comes last."""
+attachment. An attach applies an `AttachPlan` step by step, pushing each step's undo
+before the next, so a failure at any step leaves no veth, lease or record; the store
+commit comes last. A detach runs in a stated order and keeps going past errors."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from sheep_runtime.errors import AlreadyExists, InvalidArgument, KernelError, ResourceExhausted
+from sheep_runtime.errors import AlreadyExists, InvalidArgument, ResourceExhausted
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import Attachment, Container, Network, PortMapping
-from sheep_runtime.names import container_mac, host_veth_name
-from sheep_runtime.netlink import ContainerNetns, LinkManager
+from sheep_runtime.model import Attachment, Container, Network
+from sheep_runtime.names import container_mac
+from sheep_runtime.ops.backends import ContainerLinks, Links, Store
 from sheep_runtime.ops.events import EventBus
-from sheep_runtime.ops.faults import Faults
-from sheep_runtime.ops.firewall import FirewallSync
+from sheep_runtime.ops.firewall import FirewallSync, rules_of
 from sheep_runtime.ops.networks import NetworkRegistry
+from sheep_runtime.ops.plans import AttachPlan
 from sheep_runtime.ops.ports import PortTable
-from sheep_runtime.ops.undo import UndoStack
-from sheep_runtime.store import Store
+from sheep_runtime.ops.undo import Teardown, UndoStack
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ log = logging.getLogger(__name__)
 class Attacher:
     """Plugs containers into networks and unplugs them."""
 
-    def __init__(self, *, store: Store, networks: NetworkRegistry, links: LinkManager,
+    def __init__(self, *, store: Store, networks: NetworkRegistry, links: Links,
                  firewall: FirewallSync, ports: PortTable, metrics: Metrics,
-                 events: EventBus, faults: Faults) -> None:
+                 events: EventBus) -> None:
         self._store = store
         self._networks = networks
         self._links = links
@@ -40,7 +41,6 @@ class Attacher:
         self._ports = ports
         self._metrics = metrics
         self._events = events
-        self._faults = faults
         # Host veths between their creation and their store commit: leak collection
         # must not take them for leftovers.
         self.in_flight: set[str] = set()
@@ -68,7 +68,7 @@ class Attacher:
         try:
             pool.reserve(ip)
         except AlreadyExists as e:
-            holder = self._networks.lease_holder(net, ip)
+            holder = self._store.lease_holder(net.id, ip)
             who = f"container {holder[:12]}" if holder else "a container being attached"
             raise AlreadyExists(f"address {ip} on network {net.name!r} is already leased "
                                 f"to {who}", reason="ADDRESS_TAKEN", resource_type="address",
@@ -77,49 +77,41 @@ class Attacher:
             raise InvalidArgument(f"{e} (network {net.name!r})", field="ip") from e
         return ip
 
-    async def attach(self, c: Container, net: Network, *, inside: ContainerNetns,
-                     ip: IPv4Address | None, interface_name: str, default_route: bool,
-                     ports: Sequence[PortMapping] = (), seq: int = 0) -> Attachment:
-        """Connect `c` (whose netns `inside` is a handle on) to `net`; all or nothing."""
-        if ports and net.internal:
-            raise InvalidArgument(f"network {net.name!r} is internal: it cannot publish "
-                                  "ports", field="ports")
-        undo = UndoStack()
+    async def attach(self, c: Container, plan: AttachPlan, *, inside: ContainerLinks
+                     ) -> Attachment:
+        """Apply `plan` to `c` (whose netns `inside` is a handle on); all or nothing."""
+        net = plan.network
+        undo = UndoStack(self._metrics)
         t_start = time.perf_counter()
-        pool = self._networks.pool(net)
-        host_ifname = host_veth_name(c.id, net.id)
-        self.in_flight.add(host_ifname)
+        self.in_flight.add(plan.host_interface)
         try:
             with self._phase("setup", net, "ipam"):
-                address = self._lease(net, ip)
+                address = self._lease(net, plan.ip)
+                pool = self._networks.pool(net)
                 undo.push(f"release {address}", lambda: pool.release(address))
-                self._ports.reserve(c.id, ports)
-                undo.push("release ports", lambda: self._ports.release(c.id, ports))
-            self._faults.check("ipam")
+                self._ports.reserve(c.id, plan.ports)
+                undo.push("release ports", lambda: self._ports.release(c.id, plan.ports))
             a = Attachment(
-                container_id=c.id, network_id=net.id, interface_name=interface_name,
+                container_id=c.id, network_id=net.id, interface_name=plan.interface_name,
                 address=IPv4Interface(f"{address}/{net.subnet.prefixlen}"),
-                gateway=net.gateway, mac=container_mac(address), host_interface=host_ifname,
-                ports=tuple(ports), seq=seq)
-            await self._plug(a, net, inside=inside, default_route=default_route, undo=undo)
-            if ports:
+                gateway=net.gateway, mac=container_mac(address),
+                host_interface=plan.host_interface, ports=plan.ports, seq=plan.seq)
+            await self._plug(a, net, netns=Path(c.netns_path), inside=inside,
+                             default_route=plan.default_route, undo=undo)
+            if a.ports:
                 with self._phase("setup", net, "firewall"):
-                    await self._firewall.publish(host_ifname, self._firewall.rules_of(a))
-                    undo.push("withdraw port rules", lambda: self._firewall.withdraw(host_ifname))
-            self._faults.check("firewall")
+                    await self._firewall.publish(a.host_interface, rules_of(a, net))
+                    undo.push("withdraw port rules",
+                              lambda: self._firewall.unpublish(a.host_interface))
             with self._phase("setup", net, "store"):
-                self._store.add_attachment(a)
-                self._firewall.committed(host_ifname)
-                undo.push("remove attachment record",
-                          lambda: self._store.remove_attachment(c.id, net.id))
-            self._faults.check("store")
+                self._store.add_attachment(a, dynamic=plan.ip is None)
+                self._firewall.committed(a.host_interface)
         except BaseException:
             await undo.unwind()
             self._networks.update_gauges(net)
             raise
         finally:
-            self.in_flight.discard(host_ifname)
-        undo.discard()
+            self.in_flight.discard(plan.host_interface)
         self._metrics.setup_seconds.labels(net.name, "total").observe(
             time.perf_counter() - t_start)
         self._metrics.allocations.labels(net.name).inc()
@@ -128,12 +120,12 @@ class Attacher:
                              attributes={"address": str(address)})
         self._events.publish("network.attached", container_id=c.id, network=net.name,
                              attributes={"address": str(a.address),
-                                         "interface": interface_name,
-                                         "host_interface": host_ifname})
+                                         "interface": a.interface_name,
+                                         "host_interface": a.host_interface})
         return a
 
-    async def _plug(self, a: Attachment, net: Network, *, inside: ContainerNetns,
-                    default_route: bool, undo: UndoStack) -> None:
+    async def _plug(self, a: Attachment, net: Network, *, netns: Path,
+                    inside: ContainerLinks, default_route: bool, undo: UndoStack) -> None:
         """The kernel steps of an attachment. Besides the veth, the bridge port gets
         PROXYARP, a static fdb entry and a permanent bridge neighbour, and the
         container a permanent neighbour for its gateway: no ARP broadcast and no
@@ -144,27 +136,23 @@ class Attacher:
         with self._phase("setup", net, "veth"):
             port = await self._links.create_veth(
                 host_ifname=a.host_interface, bridge_index=bridge, mtu=net.mtu,
-                netns=inside.netns,
-                peer_ifname=a.interface_name, peer_mac=a.mac)
+                netns=netns, peer_ifname=a.interface_name, peer_mac=a.mac)
             undo.push(f"delete veth {a.host_interface}",
                       lambda: self._links.delete_link(a.host_interface))
-            await self._links.add_bridge_entries(
-                port_index=port, bridge_index=bridge, mac=a.mac, address=a.address.ip,
-                hairpin=not net.internal, isolated=not net.icc)
             undo.push(f"remove bridge neighbour {a.address.ip}",
                       lambda: self._links.remove_bridge_entries(bridge_index=bridge,
                                                                 address=a.address.ip))
-        self._faults.check("veth")
+            await self._links.add_bridge_entries(
+                port_index=port, bridge_index=bridge, mac=a.mac, address=a.address.ip,
+                hairpin=not net.internal, isolated=not net.icc)
         with self._phase("setup", net, "address"):
             # one round trip: address, up, lo up, permanent gateway neighbour
             await inside.configure_interface(
                 ifname=a.interface_name, address=a.address, mtu=net.mtu, loopback=True,
                 neighbours=((net.gateway, net.bridge_mac),))
-        self._faults.check("address")
         if default_route:
             with self._phase("setup", net, "route"):
                 await inside.add_default_route(gateway=net.gateway, ifname=a.interface_name)
-        self._faults.check("route")
 
     async def restore_bridge_entries(self, a: Attachment, net: Network, *,
                                      port_index: int) -> None:
@@ -178,56 +166,60 @@ class Attacher:
         """Re-create the kernel side of a recorded attachment (same address and MAC),
         e.g. after someone deleted its veth; all or nothing."""
         first = min((x.seq for x in self._store.attachments(container_id=c.id)), default=0)
-        undo = UndoStack()
-        async with await self._links.open_container_netns(Path(c.netns_path)) as inside:
-            try:
-                await self._plug(a, net, inside=inside, default_route=a.seq == first,
-                                 undo=undo)
-            except BaseException:
-                await undo.unwind()
-                raise
-
-    async def detach(self, a: Attachment, net: Network) -> None:
-        """Delete the host veth (its peer goes with it), the record, the lease and the
-        port rules."""
-        t_start = time.perf_counter()
-        with self._phase("teardown", net, "veth"):
-            await self.unplug(a, net)
-        with self._phase("teardown", net, "store"):
-            self._store.remove_attachment(a.container_id, a.network_id)
-        self.release(a, net)
-        if a.ports:
-            with self._phase("teardown", net, "firewall"):
-                await self._firewall.sync()
-        self._metrics.teardown_seconds.labels(net.name, "total").observe(
-            time.perf_counter() - t_start)
-        self._events.publish("network.detached", container_id=a.container_id,
-                             network=net.name, attributes={"address": str(a.address)})
-
-    async def unplug(self, a: Attachment, net: Network) -> None:
-        """Delete the host veth (its peer and fdb entry go with it) and the bridge's
-        neighbour entry for the address (a leftover is only logged: it is replaced by
-        the next attach of that address, whose MAC derives from it)."""
-        await self._links.delete_link(a.host_interface)
+        undo = UndoStack(self._metrics)
+        netns = Path(c.netns_path)
+        inside = await self._links.open_container_netns(netns)
         try:
-            await self._links.remove_bridge_entries(
-                bridge_index=self._networks.bridge_index(net), address=a.address.ip)
-        except (KernelError, KeyError) as e:
-            log.warning("remove bridge neighbour %s of %s: %s", a.address.ip, net.name, e)
+            await self._plug(a, net, netns=netns, inside=inside, default_route=a.seq == first,
+                             undo=undo)
+        except BaseException:
+            await undo.unwind()
+            raise
+        finally:
+            inside.close()
 
-    async def release_all(self, attachments: Sequence[Attachment]) -> None:
-        """`release` each (their records are gone), then drop their port rules."""
+    async def detach(self, attachments: Sequence[Attachment], *,
+                     remove_records: Callable[[], object] | None = None) -> Teardown:
+        """Tear `attachments` down in netavark's order: port rules first, then the veths
+        (their peers and fdb entries go along) and bridge neighbours, then the records
+        (`remove_records`, by default each attachment's), last the leases. Every step
+        runs even if an earlier one failed; the returned Teardown holds the errors."""
+        t = Teardown("detach", self._metrics)
+        t_start = time.perf_counter()
+        keys = [a.host_interface for a in attachments if a.ports]
+        if keys:
+            await t.step("firewall", lambda: self._firewall.withdraw(keys))
         for a in attachments:
-            self.release(a, self._networks.get_by_id(a.network_id))
-        if any(a.ports for a in attachments):
-            await self._firewall.sync()
+            await t.step("veth", partial(self._links.delete_link, a.host_interface))
+            bridge = self._networks.bridge_index_or_none(a.network_id)
+            if bridge is not None:
+                await t.step("bridge neighbour", partial(
+                    self._links.remove_bridge_entries, bridge_index=bridge,
+                    address=a.address.ip))
+        if remove_records is None:
+            def remove_records() -> None:
+                for a in attachments:
+                    self._store.remove_attachment(a.container_id, a.network_id)
+        # A lease is free only once no record holds it (else a restart would see both).
+        if await t.step("record", remove_records):
+            self.release(attachments)
+        self._firewall.forget(keys)
+        for a in attachments:
+            net = self._networks.get_by_id(a.network_id)
+            self._metrics.teardown_seconds.labels(net.name, "total").observe(
+                time.perf_counter() - t_start)
+            self._events.publish("network.detached", container_id=a.container_id,
+                                 network=net.name, attributes={"address": str(a.address)})
+        return t
 
-    def release(self, a: Attachment, net: Network) -> None:
-        """Return the attachment's address and host ports (its record is already gone;
-        the caller syncs the firewall if it published ports)."""
-        self._ports.release(a.container_id, a.ports)
-        if self._networks.pool(net).release(a.address.ip):
-            self._metrics.releases.labels(net.name).inc()
-            self._events.publish("lease.released", container_id=a.container_id,
-                                 network=net.name, attributes={"address": str(a.address.ip)})
-        self._networks.update_gauges(net)
+    def release(self, attachments: Sequence[Attachment]) -> None:
+        """Return the addresses and host ports of attachments whose records are gone."""
+        for a in attachments:
+            net = self._networks.get_by_id(a.network_id)
+            self._ports.release(a.container_id, a.ports)
+            if self._networks.pool(net).release(a.address.ip):
+                self._metrics.releases.labels(net.name).inc()
+                self._events.publish("lease.released", container_id=a.container_id,
+                                     network=net.name,
+                                     attributes={"address": str(a.address.ip)})
+            self._networks.update_gauges(net)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 from sheep_runtime.model import Event
@@ -79,7 +79,7 @@ class EventBus:
                 if (since is None or e.time > since) and flt.matches(e)]
 
     async def subscribe(self, flt: EventFilter, *,
-                        since: float | None = None) -> AsyncIterator[Event]:
+                        since: float | None = None) -> AsyncGenerator[Event, None]:
         """Yield retained events newer than `since` (if given), then live ones."""
         sub = _Subscriber(flt, self._queue_size)
         self._subscribers.add(sub)

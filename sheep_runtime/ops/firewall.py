@@ -1,6 +1,7 @@
 """Keeps our nftables table equal to what the store says: every network and every
-published port, plus publications still being set up. Each change re-applies the
-whole table in one transaction, under one lock, so an older state never lands last."""
+published port, plus publications still being set up and minus those being torn down.
+Each change re-applies the whole table in one transaction, under one lock, so an older
+state never lands last."""
 
 from __future__ import annotations
 
@@ -8,40 +9,43 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from sheep_runtime.firewall import Firewall, FirewallState, NetworkRules, PortRule
+from sheep_runtime.firewall.rules import FirewallState, NetworkRules, PortRule
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import Attachment
+from sheep_runtime.model import Attachment, Network
+from sheep_runtime.ops.backends import Firewall, Store
 from sheep_runtime.ops.events import EventBus
-from sheep_runtime.ops.networks import NetworkRegistry
-from sheep_runtime.store import Store
 
 log = logging.getLogger(__name__)
 
 
-class FirewallSync:
-    """Owns the desired firewall state and applies it."""
+def rules_of(a: Attachment, net: Network) -> tuple[PortRule, ...]:
+    """The port rules an attachment publishes."""
+    return tuple(PortRule.of(net, a.address.ip, p) for p in a.ports)
 
-    def __init__(self, *, firewall: Firewall, store: Store, networks: NetworkRegistry,
-                 metrics: Metrics, events: EventBus) -> None:
+
+class FirewallSync:
+    """Owns the desired firewall state and applies it. Attachments are keyed by their
+    host interface name."""
+
+    def __init__(self, *, firewall: Firewall, store: Store, metrics: Metrics,
+                 events: EventBus) -> None:
         self._fw = firewall
         self._store = store
-        self._networks = networks
         self._metrics = metrics
         self._events = events
         self._lock = asyncio.Lock()
         self._pending: dict[str, tuple[PortRule, ...]] = {}
-
-    def rules_of(self, a: Attachment) -> tuple[PortRule, ...]:
-        """The port rules an attachment publishes."""
-        net = self._networks.get_by_id(a.network_id)
-        return tuple(PortRule.of(net, a.address.ip, p) for p in a.ports)
+        self._withdrawn: set[str] = set()
 
     def desired(self) -> FirewallState:
-        committed = [r for a in self._store.attachments() if a.ports for r in self.rules_of(a)]
+        networks = {n.id: n for n in self._store.networks()}
+        committed = [r for a in self._store.attachments()
+                     if a.ports and a.host_interface not in self._withdrawn
+                     and a.network_id in networks
+                     for r in rules_of(a, networks[a.network_id])]
         pending = [r for rules in self._pending.values() for r in rules]
-        return FirewallState(
-            networks=tuple(NetworkRules.of(n) for n in self._networks.all()),
-            ports=tuple(committed + pending))
+        return FirewallState(networks=tuple(NetworkRules.of(n) for n in networks.values()),
+                             ports=tuple(committed + pending))
 
     async def sync(self) -> None:
         """Apply the desired state (one atomic transaction)."""
@@ -49,7 +53,8 @@ class FirewallSync:
             await self._fw.apply(self.desired())
 
     async def publish(self, key: str, rules: Sequence[PortRule]) -> None:
-        """Add rules of an attachment not committed yet; `withdraw` undoes it."""
+        """Add the rules of an attachment not committed yet; `committed` or `unpublish`
+        ends that."""
         self._pending[key] = tuple(rules)
         try:
             await self.sync()
@@ -57,13 +62,23 @@ class FirewallSync:
             self._pending.pop(key, None)
             raise
 
-    async def withdraw(self, key: str) -> None:
+    async def unpublish(self, key: str) -> None:
+        """Undo `publish` of an attachment that was never committed."""
         if self._pending.pop(key, None) is not None:
             await self.sync()
 
     def committed(self, key: str) -> None:
         """The attachment is in the store now: its rules are no longer pending."""
         self._pending.pop(key, None)
+
+    async def withdraw(self, keys: Sequence[str]) -> None:
+        """Take the rules of committed attachments out (first step of a teardown);
+        `forget` once their records are gone."""
+        self._withdrawn.update(keys)
+        await self.sync()
+
+    def forget(self, keys: Sequence[str]) -> None:
+        self._withdrawn.difference_update(keys)
 
     async def repair_if_broken(self) -> None:
         """Firewall monitor callback: restore the table if someone changed it."""

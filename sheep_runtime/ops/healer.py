@@ -12,16 +12,22 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from sheep_runtime.errors import SheepError
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import Attachment, ContainerState, Network
-from sheep_runtime.netlink import LinkManager
-from sheep_runtime.netlink.monitor import AddressEvent, LinkEvent, Resync
+from sheep_runtime.model import (
+    AddressEvent,
+    Attachment,
+    ContainerState,
+    KernelEvent,
+    Network,
+    Resync,
+)
+from sheep_runtime.names import HOST_VETH_PREFIX
 from sheep_runtime.ops.attach import Attacher
+from sheep_runtime.ops.backends import Links, Store
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.networks import NetworkRegistry
-from sheep_runtime.store import Store
+from sheep_runtime.ops.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +36,14 @@ class Healer:
     """Turns netlink events into checks, and checks into repairs."""
 
     def __init__(self, *, store: Store, networks: NetworkRegistry,
-                 containers: ContainerService, attacher: Attacher, links: LinkManager,
-                 metrics: Metrics, events: EventBus) -> None:
+                 containers: ContainerService, attacher: Attacher, links: Links,
+                 tasks: TaskSupervisor, metrics: Metrics, events: EventBus) -> None:
         self._store = store
         self._networks = networks
         self._containers = containers
         self._attacher = attacher
         self._links = links
+        self._tasks = tasks
         self._metrics = metrics
         self._events = events
         self._bridge_of_index: dict[int, str] = {}  # ifindex -> network id
@@ -45,28 +52,29 @@ class Healer:
 
     # -- events -------------------------------------------------------------------
 
-    async def handle(self, ev: LinkEvent | AddressEvent | Resync) -> None:
+    async def handle(self, ev: KernelEvent) -> None:
         """Netlink monitor handler: schedule the checks an event calls for."""
-        if isinstance(ev, Resync):
-            self.check_everything(entries=ev.reason == "start")
-            return
         if isinstance(ev, AddressEvent):
             net_id = self._bridge_of_index.get(ev.index)
             if net_id and ev.action == "del":
                 self._schedule_bridge(net_id)
             return
-        net = self._network_of_bridge(ev.name)
+        if isinstance(ev, Resync):
+            self.check_everything(entries=ev.reason == "start")
+            return
+        link = ev.link
+        net = self._network_of_bridge(link.name)
         if net is not None:
             if ev.action == "new" and not ev.moved:
-                self._bridge_of_index[ev.index] = net.id
-            if ev.action == "del" or not ev.up:
+                self._bridge_of_index[link.index] = net.id
+            if ev.action == "del" or not link.up:
                 self._schedule_bridge(net.id)
             return
-        if not ev.name.startswith("shp"):
+        if not link.name.startswith(HOST_VETH_PREFIX):
             return
-        for a in self._store.attachments_by_host_interface(ev.name):
+        for a in self._store.attachments_by_host_interface(link.name):
             bridge_index = self._networks.bridge_index_or_none(a.network_id)
-            if ev.action == "del" or not ev.up or ev.master != bridge_index:
+            if ev.action == "del" or not link.up or link.master != bridge_index:
                 self._schedule_attachment(a)
 
     def _network_of_bridge(self, name: str) -> Network | None:
@@ -91,14 +99,13 @@ class Healer:
         async def run() -> None:
             try:
                 await check(entries)
-            except SheepError as e:
-                log.error("repair %s failed: %s", key, e)
             finally:
                 del self._running[key]
                 if key in self._again:
                     self._schedule(key, check, self._again.pop(key))
 
-        self._running[key] = asyncio.create_task(run(), name=f"heal-{key}")
+        # Any error is logged and counted by the supervisor (kind "repair").
+        self._running[key] = self._tasks.spawn("repair", run(), name=f"heal-{key}")
 
     def _schedule_bridge(self, network_id: str, *, entries: bool = False) -> None:
         self._schedule(f"bridge:{network_id}",
@@ -172,8 +179,8 @@ class Healer:
             await self._attacher.replug(c, a, net)
             self._repaired(a, net, "missing")
             return
-        self._store.remove_attachment(a.container_id, a.network_id)
-        await self._attacher.release_all([a])
+        (await self._attacher.detach([a])).raise_if_failed(
+            f"reclaimed the lease of {a.host_interface}")
         self._metrics.reclaimed.labels(net.name).inc()
         self._events.publish("lease.reclaimed", container_id=a.container_id, network=net.name,
                              attributes={"address": str(a.address.ip)})

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 from sheep_runtime.config import DEFAULT_NETWORK
 from sheep_runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -18,19 +17,20 @@ from sheep_runtime.ipam import AddressPool
 from sheep_runtime.ipam.subnets import default_gateway, find_overlap, parse_subnet, validate_gateway
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Network
-from sheep_runtime.names import bridge_mac, bridge_name, new_id, validate_ifname, validate_name
-from sheep_runtime.netlink import LinkManager
+from sheep_runtime.names import bridge_mac, bridge_name, new_id, validate_bridge_name, validate_name
+from sheep_runtime.ops.backends import Links, Store
 from sheep_runtime.ops.events import EventBus
+from sheep_runtime.ops.firewall import FirewallSync
 from sheep_runtime.ops.locks import KeyedLocks
+from sheep_runtime.ops.undo import Teardown, UndoStack
 from sheep_runtime.ops.views import NetworkView
-from sheep_runtime.store import Store
 
 DEFAULT_MTU = 1500
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A validated CreateNetwork request."""
+    """A CreateNetwork request as given; `plan_network` validates it."""
 
     name: str
     subnet: str
@@ -41,21 +41,37 @@ class NetworkSpec:
     icc: bool = True
 
 
+def plan_network(spec: NetworkSpec) -> Network:
+    """The network a valid `spec` describes (fresh id), or InvalidArgument; what
+    depends on other networks and the host is checked under the registry's lock."""
+    name = validate_name(spec.name, what="network")
+    subnet = parse_subnet(spec.subnet)
+    gateway = (validate_gateway(subnet, spec.gateway) if spec.gateway
+               else default_gateway(subnet))
+    mtu = spec.mtu or DEFAULT_MTU
+    if not 68 <= mtu <= 65535:
+        raise InvalidArgument(f"mtu {mtu} is out of range 68-65535", field="mtu")
+    nid = new_id()
+    bridge = validate_bridge_name(spec.bridge) if spec.bridge else bridge_name(nid)
+    return Network(id=nid, name=name, bridge=bridge, bridge_mac=bridge_mac(nid),
+                   subnet=subnet, gateway=gateway, mtu=mtu, internal=spec.internal,
+                   icc=spec.icc, created_at=time.time())
+
+
 class NetworkRegistry:
     """Networks, their pools and bridges."""
 
-    def __init__(self, *, store: Store, links: LinkManager, metrics: Metrics,
-                 events: EventBus) -> None:
+    def __init__(self, *, store: Store, links: Links, firewall: FirewallSync,
+                 metrics: Metrics, events: EventBus) -> None:
         self._store = store
         self._links = links
+        self._firewall = firewall
         self._metrics = metrics
         self._events = events
         self._networks: dict[str, Network] = {}
         self._pools: dict[str, AddressPool] = {}
         self._bridge_index: dict[str, int] = {}
         self._locks = KeyedLocks()
-        # Called after a network is added or removed (the firewall follows networks).
-        self.on_change: Callable[[], Awaitable[None]] | None = None
 
     async def load(self, *, default_bridge: str, default_subnet: IPv4Network) -> None:
         """Read networks and leases from the store, create the default network on first
@@ -157,57 +173,50 @@ class NetworkRegistry:
             counter.labels(net.name)  # exported at 0, so increase() sees the first
 
     async def create(self, spec: NetworkSpec) -> Network:
-        """Validate, make the bridge, record the network."""
-        name = validate_name(spec.name, what="network")
-        subnet = parse_subnet(spec.subnet)
-        gateway = (validate_gateway(subnet, spec.gateway) if spec.gateway
-                   else default_gateway(subnet))
-        mtu = spec.mtu or DEFAULT_MTU
-        if not 68 <= mtu <= 65535:
-            raise InvalidArgument(f"mtu {mtu} is out of range 68-65535", field="mtu")
-        nid = new_id()
-        bridge = validate_ifname(spec.bridge, field="bridge") if spec.bridge else bridge_name(nid)
+        """Validate, make the bridge, record the network, open the firewall for it."""
+        net = plan_network(spec)
         async with self._locks.hold("create"):
-            if self._by_name(name):
-                raise AlreadyExists(f"a network named {name!r} already exists",
-                                    reason="NAME_TAKEN", resource_type="network",
-                                    resource_name=name)
-            if any(n.bridge == bridge for n in self._networks.values()):
-                raise AlreadyExists(f"bridge {bridge!r} already belongs to another network",
-                                    reason="BRIDGE_TAKEN", resource_type="bridge",
-                                    resource_name=bridge)
-            clash = find_overlap(subnet, {n.name: n.subnet for n in self._networks.values()})
-            if clash:
-                raise InvalidArgument(f"subnet {subnet} overlaps network {clash!r}",
-                                      field="subnet")
-            route = await self._host_route_overlap(subnet)
-            if route:
-                raise InvalidArgument(f"subnet {subnet} overlaps the host route {route}",
-                                      field="subnet")
-            if await self._links.link_exists(bridge):
-                raise AlreadyExists(f"an interface named {bridge!r} already exists on the host",
-                                    reason="INTERFACE_TAKEN", resource_type="interface",
-                                    resource_name=bridge)
-            net = Network(id=nid, name=name, bridge=bridge, bridge_mac=bridge_mac(nid),
-                          subnet=subnet, gateway=gateway, mtu=mtu, internal=spec.internal,
-                          icc=spec.icc, created_at=time.time())
+            await self._check_free(net)
+            undo = UndoStack(self._metrics)
             try:
+                undo.push(f"delete bridge {net.bridge}",
+                          lambda: self._links.delete_link(net.bridge))
                 await self.ensure_bridge(net)
                 self._store.add_network(net)
+                undo.push("remove network record", lambda: self._store.remove_network(net.id))
                 self._add(net)
-                if self.on_change:
-                    await self.on_change()
+                undo.push("forget network", lambda: self._forget(net))
+                await self._firewall.sync()
             except BaseException:
-                if net.id in self._networks:
-                    self._forget(net)
-                    self._store.remove_network(net.id)
-                await self._links.delete_bridge(bridge)
-                self._bridge_index.pop(net.id, None)
+                await undo.unwind()
                 raise
             self._update_gauges(net)
-        self._events.publish("network.created", network=name,
-                             attributes={"subnet": str(subnet), "bridge": bridge})
+        self._events.publish("network.created", network=net.name,
+                             attributes={"subnet": str(net.subnet), "bridge": net.bridge})
         return net
+
+    async def _check_free(self, net: Network) -> None:
+        """Name, bridge and subnet must not clash with other networks or the host."""
+        if self._by_name(net.name):
+            raise AlreadyExists(f"a network named {net.name!r} already exists",
+                                reason="NAME_TAKEN", resource_type="network",
+                                resource_name=net.name)
+        if any(n.bridge == net.bridge for n in self._networks.values()):
+            raise AlreadyExists(f"bridge {net.bridge!r} already belongs to another network",
+                                reason="BRIDGE_TAKEN", resource_type="bridge",
+                                resource_name=net.bridge)
+        clash = find_overlap(net.subnet, {n.name: n.subnet for n in self._networks.values()})
+        if clash:
+            raise InvalidArgument(f"subnet {net.subnet} overlaps network {clash!r}",
+                                  field="subnet")
+        route = await self._host_route_overlap(net.subnet)
+        if route:
+            raise InvalidArgument(f"subnet {net.subnet} overlaps the host route {route}",
+                                  field="subnet")
+        if await self._links.get_link(net.bridge) is not None:
+            raise AlreadyExists(f"an interface named {net.bridge!r} already exists on the "
+                                "host", reason="INTERFACE_TAKEN", resource_type="interface",
+                                resource_name=net.bridge)
 
     async def _host_route_overlap(self, subnet: IPv4Network) -> str | None:
         for dst in await self._links.route_destinations():
@@ -231,13 +240,13 @@ class NetworkRegistry:
                     + (", ".join(holders) or "attach in progress")
                     + "; detach or remove them first",
                     reason="NETWORK_IN_USE", resource_type="network", resource_name=net.name)
+            # netavark's order: records and firewall first, the bridge last
             self._store.remove_network(net.id)
             self._forget(net)
-            if self.on_change:
-                await self.on_change()
-            await self._links.delete_bridge(net.bridge)
+            t = Teardown(f"remove network {net.name}", self._metrics)
+            await t.step("firewall", self._firewall.sync)
+            await t.step("bridge", lambda: self._links.delete_link(net.bridge))
         self._events.publish("network.removed", network=net.name)
+        t.raise_if_failed(f"network {net.name} was removed")
         return net
 
-    def lease_holder(self, net: Network, address: IPv4Address) -> str | None:
-        return self._store.lease_holder(net.id, address)

@@ -1,30 +1,36 @@
 """Start-up reconcile: re-adopt running containers, finish or roll back what a killed
-daemon left half-done, and collect kernel objects with our marks that nobody owns."""
+daemon left half-done, and collect kernel objects with our marks that nobody owns.
+
+One bad record never stops the daemon: a corrupt exit file, a missing netns pin or an
+unreadable row is logged, counted in `sheep_recovery_errors_total{kind}`, published as a
+`recovery.error` event and shown on the container; recovery goes on with the rest.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sheep_runtime import process
 from sheep_runtime.config import Config
+from sheep_runtime.errors import SheepError
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import ContainerState
-from sheep_runtime.netlink import LinkManager, delete_pinned_netns
+from sheep_runtime.model import Container, ContainerState
+from sheep_runtime.names import HOST_VETH_PREFIX
+from sheep_runtime.ops.backends import Links, Namespaces, Processes, Store
 from sheep_runtime.ops.containers import ContainerService
+from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.networks import NetworkRegistry
-from sheep_runtime.store import Store
 
 log = logging.getLogger(__name__)
 
-OUR_VETH = re.compile(r"^shp[0-9a-f]{12}$")
-OUR_BRIDGE = re.compile(r"^shpbr[0-9a-f]{10}$")
+OUR_VETH = re.compile(r"shp[0-9a-f]{12}")
+OUR_BRIDGE = re.compile(r"shpbr[0-9a-f]{10}")
+EXIT_CODE_UNKNOWN = -1
 
 
 @dataclass
@@ -35,83 +41,126 @@ class RecoveryReport:
     exited: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     leaks: dict[str, int] = field(default_factory=dict)
 
 
-async def recover(*, config: Config, store: Store, links: LinkManager,
-                  containers: ContainerService, networks: NetworkRegistry,
-                  metrics: Metrics) -> RecoveryReport:
-    """Bring store and kernel back in line after a (possibly unclean) stop."""
-    report = RecoveryReport()
-    for c in store.containers():
-        cdir = containers.container_dir(c.id)
+@dataclass(frozen=True)
+class Recovery:
+    """The parts recovery looks at and repairs."""
+
+    config: Config
+    store: Store
+    links: Links
+    namespaces: Namespaces
+    processes: Processes
+    containers: ContainerService
+    networks: NetworkRegistry
+    metrics: Metrics
+    events: EventBus
+
+    async def run(self) -> RecoveryReport:
+        """Bring store and kernel back in line after a (possibly unclean) stop."""
+        report = RecoveryReport()
+        for c in self.store.containers():
+            try:
+                await self._recover(c, report)
+            except SheepError as e:
+                self._error(report, "container", c, f"{e}")
+        for (table, key), why in sorted(self.store.unreadable.items()):
+            self._error(report, "row", None, f"unreadable {table} row {key}: {why}")
+        report.leaks = await collect_leaks(recovery=self)
+        log.info("recovery: adopted %d, exited %d, rolled back %d, removed %d, errors %d, "
+                 "leaks %s", len(report.adopted), len(report.exited),
+                 len(report.rolled_back), len(report.removed), len(report.errors),
+                 report.leaks)
+        return report
+
+    async def _recover(self, c: Container, report: RecoveryReport) -> None:
+        cdir = self.containers.container_dir(c.id)
         if c.removing:  # a removal cut short: finish it
-            handle = process.adopt(c.id, cdir, shim_pid=c.shim_pid or None,
-                                   shim_start_time=c.shim_start_time or None)
+            handle = self.processes.adopt(c.id, cdir, shim_pid=c.shim_pid or None,
+                                          shim_start_time=c.shim_start_time or None)
             if handle is not None:
-                process.kill(handle)
-                await process.wait_exit(handle)
-            await containers.teardown(c)
+                self.processes.kill(handle)
+                await self.processes.wait_exit(handle)
+            (await self.containers.teardown(c)).raise_if_failed(f"removed {c.id[:12]}")
             report.removed.append(c.id)
-            continue
+            return
         if c.state == ContainerState.EXITED:
-            continue
-        known = c.state == ContainerState.RUNNING
-        handle = process.adopt(c.id, cdir, shim_pid=c.shim_pid if known else None,
-                               shim_start_time=c.shim_start_time if known else None)
+            return
+        known = c.state in (ContainerState.RUNNING, ContainerState.UNKNOWN)
+        handle = self.processes.adopt(c.id, cdir, shim_pid=c.shim_pid if known else None,
+                                      shim_start_time=c.shim_start_time if known else None)
         if handle is not None:
-            if known:
-                containers.watch(c, handle)
-            else:
-                containers.mark_running(c, handle)
+            if not self.namespaces.exists(Path(c.netns_path)):
+                self._error(report, "netns_pin", c, "network namespace pin missing")
+                self.containers.mark_unknown(c, reason="network namespace pin missing")
+            elif c.state == ContainerState.CREATED:
+                c = self.containers.mark_running(c, handle)
             report.adopted.append(c.id)
+            self.containers.watch(c, handle)
         elif known:
-            status = process.read_exit_status(cdir)
-            containers.mark_exited(
-                c, code=status.code if status else -1,
-                finished_at=status.finished_at_ns / 1e9 if status else time.time())
-            report.exited.append(c.id)
+            self._exited(c, cdir, report)
         else:
             # Its CreateContainer never returned: undo all of it.
-            await containers.teardown(c)
+            (await self.containers.teardown(c)).raise_if_failed(f"rolled back {c.id[:12]}")
             report.rolled_back.append(c.id)
-    report.leaks = await collect_leaks(config=config, store=store, links=links,
-                                       networks=networks, metrics=metrics)
-    log.info("recovery: adopted %d, exited %d, rolled back %d, removed %d, leaks %s",
-             len(report.adopted), len(report.exited), len(report.rolled_back),
-             len(report.removed), report.leaks)
-    return report
+
+    def _exited(self, c: Container, cdir: Path, report: RecoveryReport) -> None:
+        """The process ended while the daemon was away: take its exit record."""
+        try:
+            status = self.processes.read_exit_status(cdir)
+        except SheepError as e:
+            self._error(report, "exit_record", c, f"corrupt exit record: {e}")
+            self.containers.mark_exited(c, code=EXIT_CODE_UNKNOWN, finished_at=time.time(),
+                                        reason=f"corrupt exit record: {e}")
+        else:
+            self.containers.mark_exited(
+                c, code=status.code if status else EXIT_CODE_UNKNOWN,
+                finished_at=status.finished_at_ns / 1e9 if status else time.time(),
+                reason="" if status else "no exit record")
+        report.exited.append(c.id)
+
+    def _error(self, report: RecoveryReport, kind: str, c: Container | None,
+               why: str) -> None:
+        who = f"container {c.id[:12]}" if c else "state store"
+        log.error("recovery: %s: %s", who, why)
+        self.metrics.recovery_errors.labels(kind).inc()
+        self.events.publish("recovery.error", container_id=c.id if c else "",
+                            attributes={"kind": kind, "reason": why[:256]})
+        report.errors.append(f"{who}: {why}")
 
 
-async def collect_leaks(*, config: Config, store: Store, links: LinkManager,
-                        networks: NetworkRegistry, metrics: Metrics,
-                        in_flight: Collection[str] = (), bridges: bool = True
-                        ) -> dict[str, int]:
+async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = (),
+                        bridges: bool = True) -> dict[str, int]:
     """Delete veths, bridges, pinned netns and container dirs that carry our marks but
     belong to no record. Objects without our marks are never touched, nor veths still
     being set up (`in_flight`); bridges only when `bridges` (no network is being
     created: at start)."""
+    r = recovery
     # Look at the kernel and the dirs first, at the records second: whatever an
     # operation made before the listing is by then in the store or in `in_flight`
     # (both are written before the object is made and cleared after the commit).
-    found_links = await links.list_links("shp")
-    pins, cdirs = _children(config.netns_dir), _children(config.containers_dir)
-    veths = {a.host_interface for a in store.attachments()}
-    known_bridges = {n.bridge for n in networks.all()}
-    ids = {c.id for c in store.containers()}
+    found_links = await r.links.list_links(HOST_VETH_PREFIX)
+    pins = _children(r.config.netns_dir)
+    cdirs = _children(r.config.containers_dir)
+    veths = {a.host_interface for a in r.store.attachments()}
+    known_bridges = {n.bridge for n in r.networks.all()}
+    ids = {c.id for c in r.store.containers()} | {key for (table, key) in r.store.unreadable
+                                                   if table == "containers"}
     counts = {"veth": 0, "bridge": 0, "netns": 0, "container_dir": 0}
-    stale_links = []
     for link in found_links:
-        if OUR_VETH.match(link.name) and link.name not in veths and link.name not in in_flight:
-            stale_links.append(link.name)
-            counts["veth"] += 1
-        elif bridges and OUR_BRIDGE.match(link.name) and link.name not in known_bridges:
-            stale_links.append(link.name)
-            counts["bridge"] += 1
-    await asyncio.gather(*(links.delete_link(name) for name in stale_links))
+        kind = ("veth" if OUR_VETH.fullmatch(link.name) and link.name not in veths
+                and link.name not in in_flight else
+                "bridge" if bridges and OUR_BRIDGE.fullmatch(link.name)
+                and link.name not in known_bridges else None)
+        if kind and await _try(f"delete leaked {kind} {link.name}",
+                               r.links.delete_link(link.name)):
+            counts[kind] += 1
     for pin in pins:
-        if pin.name not in ids:
-            await asyncio.to_thread(delete_pinned_netns, pin)
+        if pin.name not in ids and await _try(f"unpin leaked netns {pin}",
+                                              r.namespaces.delete(pin)):
             counts["netns"] += 1
     for cdir in cdirs:
         if cdir.name not in ids:
@@ -119,8 +168,17 @@ async def collect_leaks(*, config: Config, store: Store, links: LinkManager,
             counts["container_dir"] += 1
     for kind, n in counts.items():
         if n:
-            metrics.leaks_collected.labels(kind).inc(n)
+            r.metrics.leaks_collected.labels(kind).inc(n)
     return {k: n for k, n in counts.items() if n}
+
+
+async def _try(what: str, step: Awaitable[object]) -> bool:
+    try:
+        await step
+    except SheepError as e:
+        log.error("%s: %s", what, e)
+        return False
+    return True
 
 
 def _children(path: Path) -> list[Path]:

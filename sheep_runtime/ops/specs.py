@@ -1,8 +1,9 @@
 """Validated requests: API input becomes one of these, or InvalidArgument, before any
-kernel or store change."""
+lock is taken, any id is minted or the kernel or the store sees anything."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,13 +11,28 @@ from ipaddress import IPv4Address
 
 from sheep_runtime.errors import InvalidArgument
 from sheep_runtime.ipam.subnets import parse_address
-from sheep_runtime.model import PortMapping
+from sheep_runtime.model import DEFAULT_CAPABILITIES, PortMapping
 from sheep_runtime.names import validate_ifname, validate_name
 from sheep_runtime.ops.ports import validate_ports
 
-HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-                         r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
+HOSTNAME_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+                         r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
 NETWORK_MODES = ("", "none")
+# The kernel's exec limits: one argument or "KEY=VALUE" string (MAX_ARG_STRLEN, 32
+# pages), and all of them with their pointers (ARG_MAX). A margin stays for what the
+# runtime adds (PATH, HOSTNAME, ...).
+MAX_ARG_STRLEN = 32 * 4096
+ARG_MAX = os.sysconf("SC_ARG_MAX")
+_EXEC_MARGIN = 16 * 1024
+#: Every capability of Linux 6.x (CAP_LAST_CAP = 40), for `cap_add` and `privileged`.
+ALL_CAPABILITIES: tuple[str, ...] = tuple(f"CAP_{n}" for n in (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"))
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,8 @@ class ContainerSpec:
     hostname: str = ""
     networks: tuple[AttachSpec, ...] = ()
     network_mode: str = ""
+    privileged: bool = False
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
 
 
 def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
@@ -54,20 +72,13 @@ def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
 
 
 def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
-                   hostname: str, networks: Sequence[AttachSpec],
-                   network_mode: str) -> ContainerSpec:
+                   hostname: str, networks: Sequence[AttachSpec], network_mode: str,
+                   privileged: bool = False, cap_add: Sequence[str] = ()) -> ContainerSpec:
     """Validate a CreateContainer request."""
     if name:
         validate_name(name, what="container")
-    if not command or not command[0]:
-        raise InvalidArgument("command is required: give the program and its arguments",
-                              field="command")
-    if any("\0" in arg for arg in command):
-        raise InvalidArgument("command arguments cannot contain NUL bytes", field="command")
-    for key, value in env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise InvalidArgument(f"invalid environment variable name {key!r}", field="env")
-    if hostname and (len(hostname) > 64 or not HOSTNAME_RE.match(hostname)):
+    _validate_exec(command, env)
+    if hostname and (len(hostname) > 64 or not HOSTNAME_RE.fullmatch(hostname)):
         raise InvalidArgument(f"invalid hostname {hostname!r}: at most 64 characters of "
                               "letters, digits, '-' and '.'", field="hostname")
     if network_mode not in NETWORK_MODES:
@@ -76,12 +87,52 @@ def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
     if network_mode == "none" and networks:
         raise InvalidArgument("network_mode \"none\" cannot be combined with networks",
                               field="networks")
-    seen_nets = [n.network for n in networks]
-    if len(set(seen_nets)) != len(seen_nets):
-        raise InvalidArgument("a network is listed twice", field="networks")
     ifnames = [n.interface_name for n in networks if n.interface_name]
     if len(set(ifnames)) != len(ifnames):
         raise InvalidArgument("an interface name is listed twice", field="networks")
     return ContainerSpec(name=name, command=tuple(command), env=dict(env),
                          hostname=hostname, networks=tuple(networks),
-                         network_mode=network_mode)
+                         network_mode=network_mode, privileged=privileged,
+                         capabilities=capabilities(privileged=privileged, cap_add=cap_add))
+
+
+def _validate_exec(command: Sequence[str], env: Mapping[str, str]) -> None:
+    if not command or not command[0]:
+        raise InvalidArgument("command is required: give the program and its arguments",
+                              field="command")
+    if any("\0" in arg for arg in command):
+        raise InvalidArgument("command arguments cannot contain NUL bytes", field="command")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise InvalidArgument(f"invalid environment variable name {key!r}", field="env")
+    strings = [(a.encode(), "command") for a in command]
+    strings += [(f"{k}={v}".encode(), "env") for k, v in env.items()]
+    for data, where in strings:
+        if len(data) + 1 > MAX_ARG_STRLEN:
+            raise InvalidArgument(f"a {where} string of {len(data)} bytes is over the "
+                                  f"kernel's limit of {MAX_ARG_STRLEN - 1} bytes", field=where)
+    total = sum(len(data) + 1 + 8 for data, _ in strings)
+    if total > ARG_MAX - _EXEC_MARGIN:
+        raise InvalidArgument(f"command and environment take {total} bytes, over the "
+                              f"kernel's exec limit of {ARG_MAX - _EXEC_MARGIN}",
+                              field="command")
+
+
+def capabilities(*, privileged: bool, cap_add: Sequence[str]) -> tuple[str, ...]:
+    """The effective capability set: Docker's default set plus `cap_add` (names with
+    or without "CAP_", any case; "ALL" for every one), or every one if privileged."""
+    added: set[str] = set()
+    for raw in cap_add:
+        cap = raw.strip().upper()
+        if cap == "ALL":
+            added.update(ALL_CAPABILITIES)
+            continue
+        cap = cap if cap.startswith("CAP_") else f"CAP_{cap}"
+        if cap not in ALL_CAPABILITIES:
+            raise InvalidArgument(f"unknown capability {raw[:64]!r} in cap_add, e.g. "
+                                  "NET_ADMIN or CAP_SYS_PTRACE", field="cap_add")
+        added.add(cap)
+    if privileged:
+        return ALL_CAPABILITIES
+    chosen = set(DEFAULT_CAPABILITIES) | added
+    return tuple(c for c in ALL_CAPABILITIES if c in chosen)

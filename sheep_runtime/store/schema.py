@@ -1,7 +1,7 @@
 """SQLite schema of the state store. An attachment row is the address lease: it is
 written in the same transaction as the attachment, so neither exists without the other."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -39,7 +39,10 @@ CREATE TABLE IF NOT EXISTS containers (
     started_at REAL,
     finished_at REAL,
     -- set when a removal starts: a daemon killed half-way finishes it at start
-    removing INTEGER NOT NULL DEFAULT 0
+    removing INTEGER NOT NULL DEFAULT 0,
+    state_reason TEXT NOT NULL DEFAULT '',
+    privileged INTEGER NOT NULL DEFAULT 0,
+    capabilities TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS attachments (
     container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
@@ -57,3 +60,10 @@ CREATE TABLE IF NOT EXISTS attachments (
     UNIQUE (container_id, interface_name)
 );
 """
+
+# Columns added after version 1, as (table, column, definition): added to older files.
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("containers", "state_reason", "TEXT NOT NULL DEFAULT ''"),
+    ("containers", "privileged", "INTEGER NOT NULL DEFAULT 0"),
+    ("containers", "capabilities", "TEXT NOT NULL DEFAULT '[]'"),
+)

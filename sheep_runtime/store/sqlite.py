@@ -5,16 +5,20 @@ restarts from a consistent state. Calls are sub-millisecond and run on the loop.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sheep_runtime.errors import AlreadyExists, StoreError
 from sheep_runtime.model import Attachment, Container, ContainerState, Network, PortMapping
-from sheep_runtime.store.schema import SCHEMA, SCHEMA_VERSION
+from sheep_runtime.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Store:
@@ -30,11 +34,20 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
-                (str(SCHEMA_VERSION),))
+            self._migrate()
         except sqlite3.Error as e:
             raise StoreError(f"open state store {path}: {e}") from e
+        # Rows that could not be decoded, as (table, key, error): skipped by every read,
+        # reported by recovery instead of stopping the daemon.
+        self.unreadable: dict[tuple[str, str], str] = {}
+
+    def _migrate(self) -> None:
+        for table, column, definition in MIGRATIONS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
@@ -90,18 +103,21 @@ class Store:
                                     resource_name=c.name)
             db.execute(
                 "INSERT INTO containers(id, name, command, env, hostname, network_mode, state,"
-                " created_at, netns_path) VALUES(?,?,?,?,?,?,?,?,?)",
+                " created_at, netns_path, privileged, capabilities)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 (c.id, c.name, json.dumps(list(c.command)), json.dumps(dict(c.env)),
-                 c.hostname, c.network_mode, c.state.value, c.created_at, c.netns_path))
+                 c.hostname, c.network_mode, c.state.value, c.created_at, c.netns_path,
+                 int(c.privileged), json.dumps(list(c.capabilities))))
 
     def update_container(self, c: Container) -> None:
         """Persist the process fields of `c` (state, pids, exit, times)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE containers SET state=?, pid=?, pid_start_time=?, shim_pid=?,"
-                " shim_start_time=?, exit_code=?, started_at=?, finished_at=? WHERE id=?",
+                " shim_start_time=?, exit_code=?, started_at=?, finished_at=?,"
+                " state_reason=? WHERE id=?",
                 (c.state.value, c.pid, c.pid_start_time, c.shim_pid, c.shim_start_time,
-                 c.exit_code, c.started_at, c.finished_at, c.id))
+                 c.exit_code, c.started_at, c.finished_at, c.state_reason, c.id))
 
     def mark_removing(self, container_id: str) -> None:
         """Record that the container's removal has begun (finished at start if cut)."""
@@ -116,15 +132,32 @@ class Store:
     def container(self, container_id: str) -> Container | None:
         row = self._db.execute("SELECT * FROM containers WHERE id=?",
                                (container_id,)).fetchone()
-        return _container(row) if row else None
+        found = self._decode("containers", [row] if row else [], _container)
+        return found[0] if found else None
 
     def containers(self) -> list[Container]:
         rows = self._db.execute("SELECT * FROM containers ORDER BY created_at").fetchall()
-        return [_container(r) for r in rows]
+        return self._decode("containers", rows, _container)
+
+    def _decode(self, table: str, rows: list[sqlite3.Row],
+                decode: Callable[[sqlite3.Row], T]) -> list[T]:
+        """Decode rows, skipping (and remembering) any that cannot be: one bad row must
+        not take every read, or the daemon's start, down with it."""
+        out = []
+        for r in rows:
+            try:
+                out.append(decode(r))
+            except (ValueError, TypeError, KeyError) as e:
+                key = (table, str(r[0]))
+                if key not in self.unreadable:
+                    log.error("state store: unreadable %s row %s: %s", table, r[0], e)
+                self.unreadable[key] = f"{type(e).__name__}: {e}"
+        return out
 
     def count_containers_by_state(self) -> dict[ContainerState, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM containers GROUP BY state")
-        return {ContainerState(state): n for state, n in rows}
+        known = {s.value for s in ContainerState}
+        return {ContainerState(state): n for state, n in rows if state in known}
 
     def find_containers(self, ref: str) -> list[Container]:
         """Containers matching `ref` as full id, then name, then id prefix."""
@@ -132,16 +165,18 @@ class Store:
                     "SELECT * FROM containers WHERE name=?"):
             rows = self._db.execute(sql, (ref,)).fetchall()
             if rows:
-                return [_container(r) for r in rows]
+                return self._decode("containers", rows, _container)
         if not ref or len(ref) > 64 or any(ch not in "0123456789abcdef" for ch in ref):
             return []
         rows = self._db.execute("SELECT * FROM containers WHERE id LIKE ? ORDER BY id",
                                 (ref + "%",)).fetchall()
-        return [_container(r) for r in rows]
+        return self._decode("containers", rows, _container)
 
     # -- attachments (leases) -----------------------------------------------------
 
-    def add_attachment(self, a: Attachment) -> None:
+    def add_attachment(self, a: Attachment, *, dynamic: bool) -> None:
+        """Record the attachment (the lease); a `dynamic` lease also moves the network's
+        next-fit cursor, in the same transaction (a static one never does)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO attachments(container_id, network_id, interface_name, address,"
@@ -149,9 +184,9 @@ class Store:
                 (a.container_id, a.network_id, a.interface_name, str(a.address.ip),
                  a.address.network.prefixlen, str(a.gateway), a.mac, a.host_interface,
                  json.dumps([_port_dict(p) for p in a.ports]), a.seq))
-            # The next-fit cursor moves with the lease, in the same transaction.
-            db.execute("UPDATE networks SET ipam_cursor=? WHERE id=?",
-                       (str(a.address.ip), a.network_id))
+            if dynamic:
+                db.execute("UPDATE networks SET ipam_cursor=? WHERE id=?",
+                           (str(a.address.ip), a.network_id))
 
     def remove_attachment(self, container_id: str, network_id: str) -> None:
         with self.transaction() as db:
@@ -171,18 +206,19 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._db.execute(sql + " ORDER BY container_id, seq", args).fetchall()
-        return [_attachment(r) for r in rows]
+        return self._decode("attachments", rows, _attachment)
 
     def attachment(self, container_id: str, network_id: str) -> Attachment | None:
         row = self._db.execute(
             "SELECT * FROM attachments WHERE container_id=? AND network_id=?",
             (container_id, network_id)).fetchone()
-        return _attachment(row) if row else None
+        found = self._decode("attachments", [row] if row else [], _attachment)
+        return found[0] if found else None
 
     def attachments_by_host_interface(self, host_interface: str) -> list[Attachment]:
         rows = self._db.execute("SELECT * FROM attachments WHERE host_interface=?",
                                 (host_interface,)).fetchall()
-        return [_attachment(r) for r in rows]
+        return self._decode("attachments", rows, _attachment)
 
     def lease_holder(self, network_id: str, address: IPv4Address) -> str | None:
         row = self._db.execute(
@@ -206,7 +242,8 @@ def _container(r: sqlite3.Row) -> Container:
         netns_path=r["netns_path"], pid=r["pid"], pid_start_time=r["pid_start_time"],
         shim_pid=r["shim_pid"], shim_start_time=r["shim_start_time"],
         exit_code=r["exit_code"], started_at=r["started_at"], finished_at=r["finished_at"],
-        removing=bool(r["removing"]))
+        removing=bool(r["removing"]), state_reason=r["state_reason"],
+        privileged=bool(r["privileged"]), capabilities=tuple(json.loads(r["capabilities"])))
 
 
 def _attachment(r: sqlite3.Row) -> Attachment:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
-from sheep_runtime.ops.faults import ATTACH_STEPS, CREATE_STEPS
 from tests.sandbox import Sandbox, in_netns, pinned_mounts
 
 pytestmark = pytest.mark.kernel
@@ -183,26 +181,3 @@ def test_addresses_and_links_survive_a_restart(box: Sandbox) -> None:
     assert new.networks[0].ip_address not in {c.networks[0].ip_address for c in cs}
     assert ping(new.netns_path, cs[0].networks[0].ip_address)
 
-
-@pytest.mark.parametrize("step", CREATE_STEPS[:1] + ATTACH_STEPS + CREATE_STEPS[1:])
-def test_failure_at_any_step_leaves_nothing(tmp_path: object, step: str) -> None:
-    from pathlib import Path
-
-    from tests.sandbox import sandbox
-    with sandbox(Path(str(tmp_path))) as box:
-        box.start(faults=[step])
-        before = set(host_links(box))
-        with pytest.raises(grpc.RpcError) as e:
-            box.run("/bin/sleep", "300", name="doomed")
-        assert e.value.code() == grpc.StatusCode.INTERNAL and step in e.value.details()
-        assert set(host_links(box)) == before
-        assert pinned_mounts(box.run_dir) == []
-        assert sql(box, "SELECT COUNT(*) FROM containers") == [(0,)]
-        assert sql(box, "SELECT COUNT(*) FROM attachments") == [(0,)]
-        assert box.api.InspectNetwork(
-            pb.InspectNetworkRequest(id="sheep0")).leases_allocated == 0
-        assert not list((box.state_dir / "containers").iterdir())
-        # A shim's command line names its container dir: no shim may be left.
-        procs = subprocess.run(["pgrep", "-f", str(box.state_dir / "containers")],
-                               capture_output=True)
-        assert procs.stdout == b""

@@ -37,7 +37,7 @@ class NetworkAttachmentRequest(_message.Message):
     def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
-    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode")
+    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,13 +51,17 @@ class CreateContainerRequest(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    CAP_ADD_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     hostname: str
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentRequest]
     network_mode: str
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ...) -> None: ...
+    privileged: bool
+    cap_add: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StopContainerRequest(_message.Message):
     __slots__ = ("id", "timeout_seconds")
@@ -217,17 +221,19 @@ class VersionResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., api_version: _Optional[str] = ..., kernel: _Optional[str] = ..., backends: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("id", "name", "state", "pid", "exit_code", "command", "hostname", "created_at", "started_at", "finished_at", "networks", "ports", "netns_path", "log_path", "env")
+    __slots__ = ("id", "name", "state", "pid", "exit_code", "command", "hostname", "created_at", "started_at", "finished_at", "networks", "ports", "netns_path", "log_path", "env", "state_reason", "privileged", "capabilities")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Container.State]
         CREATED: _ClassVar[Container.State]
         RUNNING: _ClassVar[Container.State]
         EXITED: _ClassVar[Container.State]
+        UNKNOWN: _ClassVar[Container.State]
     STATE_UNSPECIFIED: Container.State
     CREATED: Container.State
     RUNNING: Container.State
     EXITED: Container.State
+    UNKNOWN: Container.State
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +256,9 @@ class Container(_message.Message):
     NETNS_PATH_FIELD_NUMBER: _ClassVar[int]
     LOG_PATH_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: Container.State
@@ -265,7 +274,10 @@ class Container(_message.Message):
     netns_path: str
     log_path: str
     env: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    state_reason: str
+    privileged: bool
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ..., privileged: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NetworkAttachment(_message.Message):
     __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id")

@@ -1,0 +1,355 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PortMapping(_message.Message):
+    __slots__ = ("protocol", "host_ip", "host_port", "container_port", "count")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_port: int
+    count: int
+    def __init__(self, protocol: _Optional[str] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class NetworkAttachmentRequest(_message.Message):
+    __slots__ = ("network", "ip", "ports", "interface_name")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    ip: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    interface_name: str
+    def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ...) -> None: ...
+
+class CreateContainerRequest(_message.Message):
+    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    CAP_ADD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    hostname: str
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentRequest]
+    network_mode: str
+    privileged: bool
+    cap_add: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StopContainerRequest(_message.Message):
+    __slots__ = ("id", "timeout_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    timeout_seconds: int
+    def __init__(self, id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+
+class RemoveContainerRequest(_message.Message):
+    __slots__ = ("id", "force")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    force: bool
+    def __init__(self, id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveContainerResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListContainersRequest(_message.Message):
+    __slots__ = ("filters",)
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.ScalarMap[str, str]
+    def __init__(self, filters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListContainersResponse(_message.Message):
+    __slots__ = ("containers",)
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    containers: _containers.RepeatedCompositeFieldContainer[Container]
+    def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
+
+class InspectRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class AttachNetworkRequest(_message.Message):
+    __slots__ = ("container_id", "network", "ip", "ports", "interface_name")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    network: str
+    ip: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    interface_name: str
+    def __init__(self, container_id: _Optional[str] = ..., network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ...) -> None: ...
+
+class DetachNetworkRequest(_message.Message):
+    __slots__ = ("container_id", "network")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    network: str
+    def __init__(self, container_id: _Optional[str] = ..., network: _Optional[str] = ...) -> None: ...
+
+class DetachNetworkResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("name", "subnet", "gateway", "bridge", "mtu", "internal", "icc")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
+    ICC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subnet: str
+    gateway: str
+    bridge: str
+    mtu: int
+    internal: bool
+    icc: bool
+    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., bridge: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ...) -> None: ...
+
+class InspectNetworkRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
+
+class RemoveNetworkRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RemoveNetworkResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("filters", "since")
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.ScalarMap[str, str]
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, filters: _Optional[_Mapping[str, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VersionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VersionResponse(_message.Message):
+    __slots__ = ("version", "api_version", "kernel", "backends")
+    class BackendsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    api_version: str
+    kernel: str
+    backends: _containers.ScalarMap[str, str]
+    def __init__(self, version: _Optional[str] = ..., api_version: _Optional[str] = ..., kernel: _Optional[str] = ..., backends: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Container(_message.Message):
+    __slots__ = ("id", "name", "state", "pid", "exit_code", "command", "hostname", "created_at", "started_at", "finished_at", "networks", "ports", "netns_path", "log_path", "env", "state_reason", "privileged", "capabilities")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Container.State]
+        CREATED: _ClassVar[Container.State]
+        RUNNING: _ClassVar[Container.State]
+        EXITED: _ClassVar[Container.State]
+        UNKNOWN: _ClassVar[Container.State]
+    STATE_UNSPECIFIED: Container.State
+    CREATED: Container.State
+    RUNNING: Container.State
+    EXITED: Container.State
+    UNKNOWN: Container.State
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    NETNS_PATH_FIELD_NUMBER: _ClassVar[int]
+    LOG_PATH_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: Container.State
+    pid: int
+    exit_code: int
+    command: _containers.RepeatedScalarFieldContainer[str]
+    hostname: str
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    netns_path: str
+    log_path: str
+    env: _containers.ScalarMap[str, str]
+    state_reason: str
+    privileged: bool
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ..., privileged: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NetworkAttachment(_message.Message):
+    __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HOST_INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    LINK_STATE_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    interface_name: str
+    ip_address: str
+    prefix_length: int
+    gateway: str
+    mac_address: str
+    host_interface: str
+    link_state: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    container_id: str
+    def __init__(self, network: _Optional[str] = ..., interface_name: _Optional[str] = ..., ip_address: _Optional[str] = ..., prefix_length: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_interface: _Optional[str] = ..., link_state: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., container_id: _Optional[str] = ...) -> None: ...
+
+class Network(_message.Message):
+    __slots__ = ("id", "name", "bridge", "subnet", "gateway", "mtu", "internal", "icc", "leases_allocated", "leases_capacity", "created_at", "containers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
+    ICC_FIELD_NUMBER: _ClassVar[int]
+    LEASES_ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    LEASES_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+    mtu: int
+    internal: bool
+    icc: bool
+    leases_allocated: int
+    leases_capacity: int
+    created_at: _timestamp_pb2.Timestamp
+    containers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., leases_allocated: _Optional[int] = ..., leases_capacity: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("id", "time", "type", "container_id", "network", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    time: _timestamp_pb2.Timestamp
+    type: str
+    container_id: str
+    network: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., container_id: _Optional[str] = ..., network: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...

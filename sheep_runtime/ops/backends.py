@@ -1,0 +1,169 @@
+"""What ops needs from its backends, as small Protocols.
+
+`ops/` never imports a backend package: the netlink, nftables, SQLite and process
+backends implement these (checked by mypy where `daemon.py` wires them), and the fakes
+under `tests/fakes/` implement them in memory for the fast tier. Kernel verbs follow
+the house style: `ensure_` converges, `create_` fails on EEXIST, `delete_` treats
+"already gone" as success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Protocol
+
+from sheep_runtime.firewall.rules import FirewallState
+from sheep_runtime.model import (
+    Attachment,
+    Container,
+    ContainerState,
+    ExitStatus,
+    Link,
+    Network,
+    ProcessHandle,
+    ProcessSpec,
+)
+
+
+class ContainerLinks(Protocol):
+    """Configuration steps inside one container netns; the caller closes the handle."""
+
+    async def configure_interface(
+        self, *, ifname: str, address: IPv4Interface, mtu: int | None = None,
+        loopback: bool = False, neighbours: Sequence[tuple[IPv4Address, str]] = (),
+    ) -> None:
+        """Address `ifname`, bring it up (no IPv6 link-local); with `loopback` also lo;
+        each (address, mac) of `neighbours` becomes a permanent neighbour on it."""
+
+    async def add_default_route(self, *, gateway: IPv4Address, ifname: str | None = None
+                                ) -> None:
+        """Set (replace) the IPv4 default route via `gateway`."""
+
+    def close(self) -> None:
+        """Release the handle."""
+
+
+class Links(Protocol):
+    """Interfaces of the daemon's own netns: bridges, host veth ends, bridge ports."""
+
+    async def ensure_bridge(self, *, name: str, mac: str, gateway: IPv4Interface,
+                            mtu: int) -> int:
+        """Converge the bridge (MAC, MTU, gateway address, up); return its ifindex."""
+
+    async def delete_link(self, ifname: str) -> bool:
+        """Delete `ifname` (a veth takes its peer along); False if already gone."""
+
+    async def get_link(self, ifname: str) -> Link | None:
+        """The link named `ifname`, or None."""
+
+    async def list_links(self, prefix: str = "") -> list[Link]:
+        """Every link whose name starts with `prefix`."""
+
+    async def has_address(self, ifname: str, address: IPv4Interface) -> bool:
+        """True if `ifname` exists and holds `address` with its prefix."""
+
+    async def route_destinations(self) -> list[IPv4Network]:
+        """Destinations of the IPv4 routes of every routing table."""
+
+    async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int,
+                          netns: Path, peer_ifname: str, peer_mac: str) -> int:
+        """A veth: host end enslaved and up, the peer born in the netns pinned at
+        `netns`; returns the host end's ifindex. EEXIST on either name is an error."""
+
+    async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
+                                 address: IPv4Address, hairpin: bool = False,
+                                 isolated: bool = False) -> None:
+        """PROXYARP and flags on the port, a static fdb entry for `mac` and a permanent
+        bridge neighbour `address` -> `mac` (idempotent)."""
+
+    async def remove_bridge_entries(self, *, bridge_index: int, address: IPv4Address
+                                    ) -> bool:
+        """Remove the bridge neighbour of `address`; False if there was none."""
+
+    async def set_port(self, ifname: str, *, master: int) -> int:
+        """Enslave `ifname` to the bridge `master` and set it up; return its index."""
+
+    async def set_sysctl(self, name: str, value: str, *, ifname: str = "") -> None:
+        """Write a net sysctl of the daemon's netns (per interface with `ifname`)."""
+
+    async def open_container_netns(self, netns: Path) -> ContainerLinks:
+        """A handle for the steps inside the netns pinned at `netns`."""
+
+
+class Namespaces(Protocol):
+    """Network namespaces pinned by a bind mount, one per container."""
+
+    async def create(self, path: Path) -> None:
+        """A new netns pinned at `path`."""
+
+    async def delete(self, path: Path) -> None:
+        """Unpin (and so free) the netns at `path`; already gone is success."""
+
+    def exists(self, path: Path) -> bool:
+        """True if a netns is pinned at `path`."""
+
+
+class Firewall(Protocol):
+    """The one nftables table of ours, replaced atomically."""
+
+    async def apply(self, state: FirewallState) -> None:
+        """Make the table exactly `state` in one transaction (all or nothing)."""
+
+    async def is_intact(self, state: FirewallState) -> bool:
+        """True if the table in the kernel still matches `state`."""
+
+
+class Processes(Protocol):
+    """Container processes under a supervisor that outlives the daemon."""
+
+    async def start(self, spec: ProcessSpec) -> ProcessHandle:
+        """Start the command in its namespaces; return once it runs."""
+
+    def adopt(self, container_id: str, container_dir: Path, *, shim_pid: int | None,
+              shim_start_time: int | None) -> ProcessHandle | None:
+        """Re-attach to a container after a daemon restart; None if it is gone."""
+
+    def kill(self, handle: ProcessHandle) -> None:
+        """SIGKILL the command now (no-op if it is gone)."""
+
+    async def stop(self, handle: ProcessHandle, *, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after `timeout` s; return once it exited."""
+
+    async def wait_exit(self, handle: ProcessHandle) -> ExitStatus:
+        """Wait for the exit and return its recorded status."""
+
+    def read_exit_status(self, container_dir: Path) -> ExitStatus | None:
+        """The recorded exit status, None if none yet; KernelError if unreadable."""
+
+    def rotate_log(self, container_dir: Path) -> bool:
+        """Rotate the container's log if it outgrew its limit; True if it did."""
+
+
+class Store(Protocol):
+    """Durable records: networks, containers and attachments (the leases). Reads skip
+    rows that cannot be decoded and list them in `unreadable` ((table, key) -> error)."""
+
+    unreadable: dict[tuple[str, str], str]
+
+    def add_network(self, net: Network) -> None: ...
+    def remove_network(self, network_id: str) -> None: ...
+    def networks(self) -> list[Network]: ...
+    def ipam_cursor(self, network_id: str) -> IPv4Address | None: ...
+    def add_container(self, c: Container) -> None: ...
+    def update_container(self, c: Container) -> None: ...
+    def mark_removing(self, container_id: str) -> None: ...
+    def remove_container(self, container_id: str) -> None: ...
+    def container(self, container_id: str) -> Container | None: ...
+    def containers(self) -> list[Container]: ...
+    def count_containers_by_state(self) -> dict[ContainerState, int]: ...
+    def find_containers(self, ref: str) -> list[Container]: ...
+    def add_attachment(self, a: Attachment, *, dynamic: bool) -> None: ...
+    def remove_attachment(self, container_id: str, network_id: str) -> None: ...
+    def attachments(self, *, container_id: str | None = None,
+                    network_id: str | None = None) -> list[Attachment]: ...
+    def attachment(self, container_id: str, network_id: str) -> Attachment | None: ...
+    def attachments_by_host_interface(self, host_interface: str) -> list[Attachment]: ...
+    def lease_holder(self, network_id: str, address: IPv4Address) -> str | None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,114 @@
+"""The ops layer wired over a set of backends: what `daemon.py` builds from the real
+kernel, and the fast tests from fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sheep_runtime.config import Config
+from sheep_runtime.metrics import Metrics
+from sheep_runtime.model import ContainerState
+from sheep_runtime.ops.attach import Attacher
+from sheep_runtime.ops.backends import Firewall, Links, Namespaces, Processes, Store
+from sheep_runtime.ops.containers import ContainerService
+from sheep_runtime.ops.events import EventBus
+from sheep_runtime.ops.firewall import FirewallSync
+from sheep_runtime.ops.healer import Healer
+from sheep_runtime.ops.networks import NetworkRegistry
+from sheep_runtime.ops.ports import PortTable
+from sheep_runtime.ops.recovery import Recovery, RecoveryReport, collect_leaks
+from sheep_runtime.ops.tasks import TaskSupervisor
+
+log = logging.getLogger(__name__)
+
+LEAK_COLLECTION_SECONDS = 60.0
+LOG_ROTATION_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Everything ops needs from outside, behind its Protocols."""
+
+    links: Links
+    namespaces: Namespaces
+    firewall: Firewall
+    store: Store
+    processes: Processes
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The ops services over one set of backends."""
+
+    config: Config
+    backends: Backends
+    metrics: Metrics
+    events: EventBus
+    tasks: TaskSupervisor
+    networks: NetworkRegistry
+    firewall: FirewallSync
+    attacher: Attacher
+    containers: ContainerService
+    healer: Healer
+    recovery: Recovery
+
+    async def start(self) -> RecoveryReport:
+        """Load networks (ensuring their bridges), recover containers, apply the
+        firewall, and start the periodic leak collection and log rotation."""
+        await self.networks.load(default_bridge=self.config.default_bridge,
+                                 default_subnet=self.config.default_subnet)
+        report = await self.recovery.run()
+        await self.firewall.sync()
+        self.tasks.service("leak-collector", self._collect_leaks_periodically)
+        self.tasks.service("log-rotation", self._rotate_logs_periodically)
+        return report
+
+    async def _collect_leaks_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(LEAK_COLLECTION_SECONDS)
+            await collect_leaks(recovery=self.recovery, in_flight=self.attacher.in_flight,
+                                bridges=False)
+
+    async def _rotate_logs_periodically(self) -> None:
+        processes, store = self.backends.processes, self.backends.store
+        while True:
+            await asyncio.sleep(LOG_ROTATION_SECONDS)
+            for c in store.containers():
+                if c.state == ContainerState.RUNNING:
+                    await asyncio.to_thread(processes.rotate_log,
+                                            self.containers.container_dir(c.id))
+
+    async def close(self) -> None:
+        """Stop every background task; containers keep running."""
+        await self.tasks.close()
+
+
+async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
+                        events: EventBus) -> Runtime:
+    """Wire the ops services over `backends` (nothing is loaded or started yet)."""
+    b = backends
+    tasks = TaskSupervisor(metrics)
+    firewall = FirewallSync(firewall=b.firewall, store=b.store, metrics=metrics,
+                            events=events)
+    networks = NetworkRegistry(store=b.store, links=b.links, firewall=firewall,
+                               metrics=metrics, events=events)
+    ports = PortTable()
+    for a in b.store.attachments():
+        ports.reserve(a.container_id, a.ports)
+    attacher = Attacher(store=b.store, networks=networks, links=b.links, firewall=firewall,
+                        ports=ports, metrics=metrics, events=events)
+    containers = ContainerService(
+        config=config, store=b.store, networks=networks, attacher=attacher, links=b.links,
+        namespaces=b.namespaces, processes=b.processes, tasks=tasks, metrics=metrics,
+        events=events)
+    healer = Healer(store=b.store, networks=networks, containers=containers,
+                    attacher=attacher, links=b.links, tasks=tasks, metrics=metrics,
+                    events=events)
+    recovery = Recovery(config=config, store=b.store, links=b.links, namespaces=b.namespaces,
+                        processes=b.processes, containers=containers, networks=networks,
+                        metrics=metrics, events=events)
+    return Runtime(config=config, backends=b, metrics=metrics, events=events, tasks=tasks,
+                   networks=networks, firewall=firewall, attacher=attacher,
+                   containers=containers, healer=healer, recovery=recovery)
