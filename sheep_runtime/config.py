@@ -11,6 +11,23 @@ from pathlib import Path
 
 DEFAULT_NETWORK = "sheep0"
 
+#: Why `--listen` alone is refused, and what to do instead.
+LISTEN_NEEDS_TLS = (
+    "--listen serves the API over TCP with mutual TLS only: give --tls-cert and --tls-key "
+    "(the server's certificate and key) and --tls-client-ca (the CA that signs the "
+    "clients' certificates), or SHEEP_TLS_CERT, SHEEP_TLS_KEY and SHEEP_TLS_CLIENT_CA; "
+    "the README's \"Security model\" shows how to make them with openssl")
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of the TCP listener: its certificate chain and key, and the CA bundle
+    that client certificates must chain to."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
 
 @dataclass(frozen=True)
 class Config:
@@ -25,8 +42,8 @@ class Config:
     log_format: str
     default_bridge: str
     default_subnet: IPv4Network
-    # Test-only: names of attach/create steps that fail on purpose (see ops/faults.py).
-    faults: frozenset[str] = frozenset()
+    tls: TLSFiles | None = None  # set exactly when `listen` is
+    socket_group: str = ""  # group that may use the socket (mode 0660), or none (0600)
 
     @property
     def db_path(self) -> Path:
@@ -59,7 +76,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--socket", default=_env("SOCKET", ""),
                    help="API Unix socket, mode 0600 (SHEEP_SOCKET; default RUN_DIR/sheep.sock)")
     p.add_argument("--listen", default=_env("LISTEN", ""),
-                   help="optional TCP listener such as 127.0.0.1:50051 (SHEEP_LISTEN)")
+                   help="optional TCP listener such as 127.0.0.1:50051, mutual TLS only "
+                        "(SHEEP_LISTEN)")
+    p.add_argument("--tls-cert", default=_env("TLS_CERT", ""),
+                   help="PEM certificate chain of the --listen server (SHEEP_TLS_CERT)")
+    p.add_argument("--tls-key", default=_env("TLS_KEY", ""),
+                   help="PEM private key of --tls-cert (SHEEP_TLS_KEY)")
+    p.add_argument("--tls-client-ca", default=_env("TLS_CLIENT_CA", ""),
+                   help="PEM CA bundle that client certificates must chain to "
+                        "(SHEEP_TLS_CLIENT_CA)")
+    p.add_argument("--socket-group", default=_env("SOCKET_GROUP", ""),
+                   help="group given the socket, mode 0660: its members are root-equivalent "
+                        "(SHEEP_SOCKET_GROUP)")
     p.add_argument("--metrics-addr", default=_env("METRICS_ADDR", "127.0.0.1:9464"),
                    help="Prometheus endpoint HOST:PORT, empty to disable (SHEEP_METRICS_ADDR)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
@@ -71,8 +99,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--default-subnet", default=_env("DEFAULT_SUBNET", "10.20.0.0/16"),
                    help="subnet of the default network (SHEEP_DEFAULT_SUBNET)")
     a = p.parse_args(argv)
+    tls = _listen_tls(p, a)
     run_dir = Path(a.run_dir)
-    faults = frozenset(f for f in _env("FAULTS", "").split(",") if f)
     return Config(
         state_dir=Path(a.state_dir),
         run_dir=run_dir,
@@ -83,5 +111,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         log_format=a.log_format,
         default_bridge=a.bridge,
         default_subnet=IPv4Network(a.default_subnet),
-        faults=faults,
+        tls=tls,
+        socket_group=a.socket_group,
     )
+
+
+def _listen_tls(p: argparse.ArgumentParser, a: argparse.Namespace) -> TLSFiles | None:
+    """The TLS files of `--listen`; a listener without all three, or TLS files without
+    a listener, is a usage error (exit 2)."""
+    given = {"--tls-cert": a.tls_cert, "--tls-key": a.tls_key,
+             "--tls-client-ca": a.tls_client_ca}
+    if not a.listen:
+        if any(given.values()):
+            p.error("--tls-cert, --tls-key and --tls-client-ca are for --listen, "
+                    "which is not set")
+        return None
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        p.error(f"{LISTEN_NEEDS_TLS} (missing: {', '.join(missing)})")
+    return TLSFiles(cert=Path(a.tls_cert), key=Path(a.tls_key),
+                    client_ca=Path(a.tls_client_ca))

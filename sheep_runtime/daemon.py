@@ -22,6 +22,7 @@ from sheep_runtime.api.interceptor import runtime_service_interceptor
 from sheep_runtime.api.server import build_server
 from sheep_runtime.api.servicer import RuntimeServicer
 from sheep_runtime.config import Config, parse_args
+from sheep_runtime.errors import SheepError
 from sheep_runtime.firewall import Firewall, FirewallMonitor
 from sheep_runtime.logs import setup_logging
 from sheep_runtime.metrics import Metrics
@@ -157,8 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(level=config.log_level, fmt=config.log_format)
     try:
         failure = uvloop.run(serve(config))
-    except AlreadyRunning as e:
-        log.error("%s", e)
+    except (AlreadyRunning, SheepError) as e:
+        log.error("cannot start: %s", e)
         return 1
     if failure:
         log.error("%s", failure)

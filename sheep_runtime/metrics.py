@@ -34,6 +34,19 @@ class Metrics:
         GCCollector(registry=r)
         self.build_info = Info("sheep_build", "Version of sheepd and its libraries.",
                                registry=r)
+        self._network_metrics(r)
+        self._kernel_metrics(r)
+        self._daemon_metrics(r)
+        # Known label values are exported at 0 from the start, so that increase() and
+        # rate() see the first event too.
+        for kind in ("link", "bridge", "address", "firewall"):
+            self.repairs.labels(kind)
+        for kind in ("veth", "bridge", "netns", "container_dir"):
+            self.leaks_collected.labels(kind)
+        for kind in ("exit_record", "netns_pin", "row"):
+            self.recovery_errors.labels(kind)
+
+    def _network_metrics(self, r: CollectorRegistry) -> None:
         self.setup_seconds = Histogram(
             "sheep_network_setup_duration_seconds",
             "Time to attach a container to a network, by phase.",
@@ -60,9 +73,9 @@ class Metrics:
         self.reclaimed = Counter("sheep_ipam_reclaimed",
                                  "Leases of vanished containers reclaimed.",
                                  ["network"], registry=r)
-        self.containers = Gauge("sheep_containers", "Containers by state.", ["state"],
-                                registry=r)
         self.networks = Gauge("sheep_networks", "Networks defined.", registry=r)
+
+    def _kernel_metrics(self, r: CollectorRegistry) -> None:
         self.netlink_events = Counter("sheep_netlink_events", "Netlink events received.",
                                       ["type"], registry=r)
         self.netlink_lag = Histogram("sheep_netlink_event_lag_seconds",
@@ -76,6 +89,10 @@ class Metrics:
         self.leaks_collected = Counter("sheep_leaks_collected",
                                        "Leaked kernel objects or leases removed.", ["kind"],
                                        registry=r)
+
+    def _daemon_metrics(self, r: CollectorRegistry) -> None:
+        self.containers = Gauge("sheep_containers", "Containers by state.", ["state"],
+                                registry=r)
         self.operations = Counter("sheep_operations", "API operations by result.",
                                   ["op", "result"], registry=r)
         self.events = Counter("sheep_events", "Events published, by type.", ["type"],
@@ -89,15 +106,6 @@ class Metrics:
         self.task_failures = Counter(
             "sheep_task_failures", "Background tasks that died of an unexpected error.",
             ["task"], registry=r)
-
-        # Known label values are exported at 0 from the start, so that increase() and
-        # rate() see the first event too.
-        for kind in ("link", "bridge", "address", "firewall"):
-            self.repairs.labels(kind)
-        for kind in ("veth", "bridge", "netns", "container_dir"):
-            self.leaks_collected.labels(kind)
-        for kind in ("exit_record", "netns_pin", "row"):
-            self.recovery_errors.labels(kind)
 
     def set_build_info(self, *, version: str, pyroute2: str) -> None:
         self.build_info.info({"version": version, "python": platform.python_version(),

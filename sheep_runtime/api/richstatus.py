@@ -14,6 +14,13 @@ without parsing it:
 The reason and the resource come from the error itself (`SheepError.reason`,
 `resource_type`, `resource_name`, set where it is raised); without a reason, one is
 derived from the bad field or the error's kind.
+
+Messages and names often quote what the client sent, and every copy travels in the
+trailers (grpc-message, and grpc-status-details-bin in base64): a long input copied
+unbounded made the trailers larger than the 8 KiB a gRPC C-core client accepts by
+default, which then reports RESOURCE_EXHAUSTED instead of the error. So each text is
+bounded here (`bounded`: the message to 512 bytes, names and metadata to 256): a
+worst-case status stays under about 6 KiB of trailers.
 """
 
 from __future__ import annotations
@@ -34,6 +41,23 @@ from grpc_status import rpc_status  # type: ignore[import-untyped, unused-ignore
 from sheep_runtime import errors
 
 DOMAIN = "sheep.runtime.v1"
+#: Most UTF-8 bytes of a status message, and of a name or metadata value, before the
+#: middle is cut out (the tail of a message usually says what to do).
+MESSAGE_LIMIT = 512
+VALUE_LIMIT = 256
+
+
+def bounded(text: str, limit: int = VALUE_LIMIT) -> str:
+    """`text` if its UTF-8 form fits in `limit` bytes; else its head and tail around
+    "...[truncated, N characters]...", N being how many characters were cut."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    # A cut inside a multi-byte character drops that character ("ignore").
+    head = data[:limit * 2 // 3].decode("utf-8", "ignore")
+    tail = data[len(data) - limit // 3:].decode("utf-8", "ignore")
+    return f"{head}...[truncated, {len(text) - len(head) - len(tail)} characters]...{tail}"
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -65,12 +89,12 @@ def classify(exc: BaseException) -> tuple[Resource | None, str]:
     """The resource an error is about (if known) and its ErrorInfo reason."""
     if not isinstance(exc, errors.SheepError):
         return None, "INTERNAL"
-    resource = (Resource(exc.resource_type, exc.resource_name)
+    resource = (Resource(exc.resource_type, bounded(exc.resource_name))
                 if exc.resource_type and exc.resource_name else None)
     if exc.reason:
         return resource, exc.reason
     if isinstance(exc, errors.InvalidArgument) and exc.field:
-        return resource, f"INVALID_{_reason_word(exc.field)}"
+        return resource, f"INVALID_{_reason_word(bounded(exc.field))}"
     for base, default in DEFAULT_REASONS:
         if isinstance(exc, base):
             return resource, default
@@ -83,11 +107,12 @@ def _pack(status: Any, detail: Any) -> None:
 
 def to_rpc_status(exc: BaseException, code: grpc.StatusCode, *,
                   message: str | None = None) -> Any:
-    """A `google.rpc.Status` for `exc` failing with `code`: message plus details."""
-    text = str(exc) if message is None else message
+    """A `google.rpc.Status` for `exc` failing with `code`: message plus details,
+    every text bounded."""
+    text = bounded(str(exc) if message is None else message, MESSAGE_LIMIT)
     status = status_pb2.Status(code=code.value[0], message=text)
     resource, reason = classify(exc)
-    field = exc.field if isinstance(exc, errors.InvalidArgument) else ""
+    field = bounded(exc.field) if isinstance(exc, errors.InvalidArgument) else ""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
     if field:
         info.metadata["field"] = field

@@ -71,12 +71,6 @@ class Firewall:
         current = shape(output.get("nftables", ()))
         return current == shape(build_ruleset(state, table=self.table))
 
-    async def delete(self) -> None:
-        """Remove our table; already gone is success."""
-        table = self._table()
-        await self._run([{"add": {"table": table}}, {"delete": {"table": table}}],
-                        what="delete")
-
     async def close(self) -> None:
         """Free the context and stop the worker thread."""
         executor, self._executor = self._executor, None

@@ -2,13 +2,14 @@
 encodes google.rpc.Status details, the Python client decodes them into typed errors.
 
 The server here is an in-process RuntimeService whose handlers raise daemon errors
-through the same abort path the real servicer uses, on a Unix socket in tmp_path: no
-root, no kernel, no network."""
+through the real servicer's error mapping (`sheep_runtime.api.servicer.mapped`), on a
+Unix socket in tmp_path: no root, no kernel, no network."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import base64
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from sheep_client import (
     SheepClient,
 )
 
-from sheep_runtime import errors
+from sheep_runtime import errors, names
 from sheep_runtime.api import richstatus
+from sheep_runtime.api.servicer import mapped
 from sheep_runtime.api.status import status_code
 
 # -- the encoder alone --------------------------------------------------------------------
@@ -117,23 +119,47 @@ def test_grpc_status_carries_the_details_trailer() -> None:
     assert status_pb2.Status.FromString(value).message == st.details
 
 
+# -- bounded texts --------------------------------------------------------------------------
+
+def test_bounded_keeps_short_texts_and_cuts_the_middle_of_long_ones() -> None:
+    assert richstatus.bounded("x" * 256) == "x" * 256
+    cut = richstatus.bounded("h" * 200 + "m" * 1000 + "t" * 100)
+    head, _, rest = cut.partition("...[truncated, ")
+    count, _, tail = rest.partition(" characters]...")
+    assert head == "h" * 170 and tail == "t" * 85
+    assert int(count) == 1300 - 170 - 85
+    # Multi-byte characters are never split: the budget is in UTF-8 bytes.
+    emoji = richstatus.bounded("\N{GRINNING FACE}" * 1000)
+    assert len(emoji.encode()) < 300 and emoji.startswith("\N{GRINNING FACE}" * 42 + "...")
+
+
+def _trailer_bytes(st: grpc.Status) -> int:
+    """What a C-core client counts against grpc.max_metadata_size (8 KiB by default):
+    grpc-message percent-encoded, the details base64, 32 bytes per entry."""
+    message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in st.details.encode())
+    ((key, value),) = st.trailing_metadata
+    return (len("grpc-message") + message + len(key) + len(base64.b64encode(value))
+            + 2 * 32)
+
+
+@pytest.mark.parametrize("text", ["a" * (1 << 20), "\N{GRINNING FACE}" * 100_000,
+                                  "\x01%" * 50_000])
+@pytest.mark.parametrize("kind", [errors.InvalidArgument, errors.NotFound,
+                                  errors.FailedPrecondition])
+def test_a_huge_input_still_fits_the_default_metadata_limit(
+        text: str, kind: type[errors.SheepError]) -> None:
+    exc = (errors.InvalidArgument(f"bad {text!r}", field=text, resource_type="container",
+                                  resource_name=text) if kind is errors.InvalidArgument
+           else kind(f"bad {text!r}", reason="R", resource_type="container",
+                     resource_name=text))
+    st = richstatus.to_grpc_status(exc, status_code(exc))
+    assert _trailer_bytes(st) < 6 * 1024
+    d = _details(status_pb2.Status.FromString(st.trailing_metadata[0][1]))
+    assert "[truncated, " in st.details and "[truncated, " in d["ResourceInfo"].resource_name
+    assert d["ErrorInfo"].metadata["resource_name"] == d["ResourceInfo"].resource_name
+
+
 # -- end to end over a real gRPC server ---------------------------------------------------
-
-Handler = Callable[..., Any]
-
-
-def mapped(fn: Handler) -> Handler:
-    """The servicer's `_mapped`, as wired to richstatus (see the lead's patch)."""
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await fn(self, request, context)
-        except errors.SheepError as e:
-            await richstatus.abort(context, e, status_code(e))
-        except Exception as e:
-            await richstatus.abort(context, e, grpc.StatusCode.INTERNAL,
-                                   message=f"{type(e).__name__}: {e}")
-    return wrapper
-
 
 class FailingServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     """Every RPC fails the way the daemon would."""
@@ -150,6 +176,7 @@ class FailingServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         if not request.command:
             raise errors.InvalidArgument(
                 "command is required: give the program and its arguments", field="command")
+        names.validate_name(request.name, what="container")
         raise errors.AlreadyExists(f"a container named {request.name!r} already exists",
                                    reason="NAME_TAKEN", resource_type="container",
                                    resource_name=request.name)
@@ -235,3 +262,26 @@ async def test_sync_client_decodes_rich_details(socket_path: str) -> None:
     assert nf.resource is not None and nf.resource.name == "db"
     assert nf.code == grpc.StatusCode.NOT_FOUND
     assert ia.field_violations[0].field == "command"
+
+
+async def test_huge_names_fail_with_their_own_status(socket_path: str) -> None:
+    """A 10 KB or 1 MB name gets INVALID_ARGUMENT with a short message, not the C-core
+    client's RESOURCE_EXHAUSTED for oversized trailers."""
+    def calls() -> list[tuple[InvalidArgument, NotFound]]:
+        out = []
+        with SheepClient(socket=socket_path, timeout=10) as c:
+            for size in (10 * 1024, 1 << 20):
+                with pytest.raises(InvalidArgument) as ia:
+                    c.create_container(["/bin/true"], name="a" * size)
+                with pytest.raises(NotFound) as nf:
+                    c.inspect("b" * size)
+                out.append((ia.value, nf.value))
+        return out
+
+    for ia, nf in await asyncio.to_thread(calls):
+        assert ia.field == "name" and "[truncated, " in ia.details
+        assert ia.details.startswith("invalid container name 'aaa")
+        assert ia.details.endswith("starting with a letter or digit")
+        assert len(ia.details) < 600 and ia.field_violations[0].description == ia.details
+        assert nf.resource is not None and "[truncated, " in nf.resource.name
+        assert len(nf.resource.name) < 300 and len(nf.details) < 600

@@ -719,9 +719,7 @@ def test_the_full_pool_raises_its_alerts(observed: Observed) -> None:
 
 @pytest.mark.kernel
 def test_a_repair_is_counted_once_sheepd_repairs(observed: Observed) -> None:
-    if not observed.repaired:
-        # Until the live-state engine (issue 5) lands nothing repairs a deleted veth.
-        pytest.skip("sheepd did not repair a host veth deleted from outside (issue 5)")
+    assert observed.repaired, "sheepd did not repair a host veth deleted from outside"
     result = observed.prom.query(
         substitute('sum by (kind) (increase(sheep_repairs_total{instance=~"$instance"}'
                    '[$__rate_interval]))'))

@@ -18,7 +18,14 @@ from sheep_client.client import (
     EventStream,
     SheepClient,
 )
-from sheep_client.connection import DEFAULT_SOCKET, aio_channel, channel, connect, target
+from sheep_client.connection import (
+    DEFAULT_SOCKET,
+    aio_channel,
+    channel,
+    connect,
+    target,
+    tls_credentials,
+)
 from sheep_client.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -63,4 +70,5 @@ __all__ = [
     "parse_port",
     "pb",
     "target",
+    "tls_credentials",
 ]

@@ -157,7 +157,15 @@ def cmd_version(api: SheepClient, a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sheepctl", description="sheep-runtime client")
     p.add_argument("--socket", default="", help="API Unix socket (SHEEP_SOCKET)")
-    p.add_argument("--host", default="", help="API TCP address HOST:PORT instead")
+    p.add_argument("--host", default="",
+                   help="daemon address instead: tcp://HOST:PORT (mutual TLS), "
+                        "unix:///PATH or a socket path")
+    p.add_argument("--tls-ca", default="",
+                   help="PEM CA of the daemon's certificate, for tcp:// (SHEEP_TLS_CA)")
+    p.add_argument("--tls-cert", default="",
+                   help="PEM client certificate, for tcp:// (SHEEP_TLS_CERT)")
+    p.add_argument("--tls-key", default="",
+                   help="PEM key of --tls-cert (SHEEP_TLS_KEY)")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="create and start a container")
     r.add_argument("-d", "--detach", action="store_true", help="do not wait for the exit")
@@ -223,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sheepctl`."""
     a = build_parser().parse_args(argv)
     try:
-        with SheepClient(socket=a.socket, host=a.host) as api:
+        with SheepClient(socket=a.socket, host=a.host, tls_ca=a.tls_ca,
+                         tls_cert=a.tls_cert, tls_key=a.tls_key) as api:
             return int(a.fn(api, a))
     except SheepClientError as e:
         print(f"sheepctl: {e.code.name}: {e.details}", file=sys.stderr)

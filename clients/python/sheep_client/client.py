@@ -120,18 +120,24 @@ class SheepClient:
     """A blocking client of sheepd.
 
     Connects to the Unix socket `socket` (default: env SHEEP_SOCKET, else
-    /run/sheep/sheep.sock), or to TCP `host` ("127.0.0.1:50051"), or uses the given
-    `channel`. `timeout` is the default deadline of unary calls in seconds (None: no
-    deadline). Use it as a context manager, or call `close()`.
+    /run/sheep/sheep.sock), or to the address `host`: "tcp://127.0.0.1:50051" (or
+    "127.0.0.1:50051"), "unix:///path/sheep.sock" or a socket path; or uses the given
+    `channel`. TCP takes mutual TLS only: `tls_ca` (the CA of the daemon's certificate),
+    `tls_cert` and `tls_key` (this client's), PEM file paths defaulting to env
+    SHEEP_TLS_CA, SHEEP_TLS_CERT and SHEEP_TLS_KEY. `timeout` is the default deadline
+    of unary calls in seconds (None: no deadline). Use it as a context manager, or call
+    `close()`.
     """
 
     def __init__(self, *, socket: str = "", host: str = "",
                  channel: grpc.Channel | None = None,
                  timeout: float | None = DEFAULT_TIMEOUT,
-                 options: connection.ChannelOptions | None = None) -> None:
+                 options: connection.ChannelOptions | None = None,
+                 tls_ca: str = "", tls_cert: str = "", tls_key: str = "") -> None:
         self._owns_channel = channel is None
         self._channel: grpc.Channel = channel if channel is not None else \
-            connection.channel(socket=socket, host=host, options=options)
+            connection.channel(socket=socket, host=host, options=options, tls_ca=tls_ca,
+                               tls_cert=tls_cert, tls_key=tls_key)
         self._stub = pb_grpc.RuntimeServiceStub(self._channel)
         self.timeout = timeout
 
@@ -289,16 +295,19 @@ class AsyncSheepClient:
     """The asyncio client: the methods of `SheepClient` as coroutines, over grpc.aio.
 
     Create it inside a running event loop; `async with AsyncSheepClient() as c:` or
-    `await c.close()`. `watch_events()` returns an `AsyncEventStream`.
+    `await c.close()`. `watch_events()` returns an `AsyncEventStream`. Connects like
+    `SheepClient` (the same arguments).
     """
 
     def __init__(self, *, socket: str = "", host: str = "",
                  channel: grpc.aio.Channel | None = None,
                  timeout: float | None = DEFAULT_TIMEOUT,
-                 options: connection.ChannelOptions | None = None) -> None:
+                 options: connection.ChannelOptions | None = None,
+                 tls_ca: str = "", tls_cert: str = "", tls_key: str = "") -> None:
         self._owns_channel = channel is None
         self._channel: grpc.aio.Channel = channel if channel is not None else \
-            connection.aio_channel(socket=socket, host=host, options=options)
+            connection.aio_channel(socket=socket, host=host, options=options,
+                                   tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         self._stub = pb_grpc.RuntimeServiceStub(self._channel)
         self.timeout = timeout
 
