@@ -1,8 +1,9 @@
 """Benchmark of the netlink event monitor (root; touches only a sandbox netns it creates).
 
 Inside a throwaway sandbox netns standing in for the host:
-1. decode: the raw datagrams of a burst, decoded by the monitor's struct decoder and by
-   pyroute2's parser (+ `link_info`), in microseconds per message;
+1. decode: the raw datagrams of a burst, decoded by the monitor (the codec) and by
+   pyroute2's parser (+ `link_info` of bench/pyroute2_baseline.py), in microseconds
+   per message;
 2. live: the monitor running on the loop while `ip -batch` creates N veth pairs, then
    deletes them: events, wall time, lag (received_at -> handler start) p50/p99/max,
    the largest gap of a 2 ms heartbeat on the same loop;
@@ -28,9 +29,15 @@ from pathlib import Path
 import uvloop
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from sheep_runtime.netlink import create_pinned_netns, delete_pinned_netns, run_in_netns
-from sheep_runtime.netlink.links import link_info
-from sheep_runtime.netlink.monitor import LinkEvent, NetlinkMonitor, Resync, decode
+from bench.pyroute2_baseline import link_info
+from sheep_runtime.model import LinkEvent, Resync
+from sheep_runtime.netlink import (
+    NetlinkMonitor,
+    create_pinned_netns,
+    delete_pinned_netns,
+    run_in_netns,
+)
+from sheep_runtime.netlink.monitor import decode
 
 Event = object
 
@@ -67,7 +74,7 @@ def bench_decode(netns: Path, tmp: Path, n: int) -> None:
     marshal = MarshalRtnl()
     rows = []
     for name, fn in (
-        ("struct (monitor.decode)", lambda d: decode(d, len(d), 0.0)),
+        ("codec (monitor.decode)", lambda d: decode(d, len(d), 0.0)),
         ("pyroute2 parse+link_info", lambda d: [link_info(m) for m in marshal.parse(d)
                                                 if m["header"]["type"] in (16, 17)]),
     ):
@@ -91,7 +98,7 @@ async def live(netns: Path, tmp: Path, n: int) -> None:
     async def handler(event: LinkEvent | object) -> None:
         if isinstance(event, LinkEvent):
             lags.append(time.monotonic() - event.received_at)
-            seen[event.action].add(event.name)
+            seen[event.action].add(event.link.name)
             progress.set()
 
     async def heartbeat() -> None:
@@ -146,7 +153,7 @@ async def drain(netns: Path, tmp: Path, n: int) -> None:
         if isinstance(event, LinkEvent):
             await gate.wait()
             delivered.append(time.monotonic())
-            seen.add(event.name)
+            seen.add(event.link.name)
             if expected <= seen:
                 done.set()
 

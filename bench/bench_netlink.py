@@ -3,7 +3,8 @@
 Inside a throwaway sandbox netns standing in for the host, over N container netns:
 
 - pyroute2: the former attach path (AsyncIPRoute on the loop: veth, a socket opened
-  in the container netns by a fresh thread, address, up, lo, default route);
+  in the container netns by a fresh thread, address, up, lo, default route; its code
+  lives on in bench/pyroute2_baseline.py);
 - raw: the attach path ops runs now (`LinkManager` raw sockets on worker threads, four
   round trips: veth; bridge entries; socket in the container netns + address, up, lo,
   gateway neighbour; route);
@@ -30,20 +31,16 @@ from pathlib import Path
 
 import uvloop
 
+from bench.pyroute2_baseline import RouteSocket, configure_container, open_route_socket
 from sheep_runtime.netlink import (
     LinkManager,
-    add_default_route,
-    bring_up_loopback,
-    configure_interface,
     create_pinned_netns,
     delete_pinned_netns,
-    open_route_socket,
     run_in_netns,
 )
-from sheep_runtime.netlink.container_netns import _configure, _route
+from sheep_runtime.netlink.container_netns import configure, default_route
 from sheep_runtime.netlink.host_side import add_bridge_entries, create_veth
 from sheep_runtime.netlink.raw import RawRoute
-from sheep_runtime.netlink.transport import RouteSocket
 from sheep_runtime.netlink.workers import NetlinkWorkers
 
 GATEWAY = IPv4Interface("10.88.0.1/16")
@@ -119,9 +116,8 @@ def pyroute2_path(ipr: RouteSocket, bridge: int) -> Attach:
         (await ipr.link("get", ifname=host))[0].get("index")
         inside = await open_route_socket(netns)
         try:
-            await configure_interface(inside, ifname="eth0", address=address, mtu=MTU)
-            await bring_up_loopback(inside)
-            await add_default_route(inside, gateway=GATEWAY.ip, ifname="eth0")
+            await configure_container(inside, ifname="eth0", address=address, mtu=MTU,
+                                      gateway=GATEWAY.ip)
         finally:
             inside.close()
     return attach
@@ -141,13 +137,16 @@ def raw_path(manager: LinkManager, bridge: int,
         await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=mac,
                                          address=address.ip)
         marks.append(time.perf_counter())
-        async with await manager.open_container_netns(netns) as inside:
+        inside = await manager.open_container_netns(netns)
+        try:
             await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
                                              loopback=True,
                                              neighbours=((GATEWAY.ip, BRIDGE_MAC),))
             marks.append(time.perf_counter())
             await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
             marks.append(time.perf_counter())
+        finally:
+            inside.close()
         if phases is not None:
             for phase, (a, b) in zip(PHASES, itertools.pairwise(marks), strict=True):
                 phases.setdefault(phase, []).append(b - a)
@@ -161,11 +160,12 @@ def inline_path(workers: NetlinkWorkers, bridge: int) -> Attach:
         port = create_veth(sock, host_ifname=host, bridge_index=bridge, mtu=MTU, netns=netns,
                            peer_ifname="eth0", peer_mac=mac)
         add_bridge_entries(sock, port_index=port, bridge_index=bridge, mac=mac,
-                           address=address.ip, proxyarp=True)
+                           address=address.ip, hairpin=False, isolated=False)
         inside = workers.socket_in(netns)
         try:
-            _configure(inside, "eth0", address, MTU, True, ((GATEWAY.ip, BRIDGE_MAC),))
-            _route(inside, GATEWAY.ip, "eth0")
+            configure(inside, ifname="eth0", address=address, mtu=MTU, loopback=True,
+                      neighbours=((GATEWAY.ip, BRIDGE_MAC),))
+            default_route(inside, gateway=GATEWAY.ip, ifname="eth0")
         finally:
             inside.close()
 
@@ -231,7 +231,7 @@ async def bench(containers: list[Path]) -> None:
             gap = await beat.gap()
             print(f"delete {label:<12} {len(batch):>4} veths in {elapsed * 1e3:7.1f} ms"
                   f" = {len(batch) / elapsed:6.1f}/s; max event-loop gap {gap * 1e3:.1f} ms")
-        await manager.delete_bridge("shpbrbench")
+        await manager.delete_link("shpbrbench")
     finally:
         await inline.close()
         ipr.close()

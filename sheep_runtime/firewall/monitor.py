@@ -14,31 +14,27 @@ once, which that check absorbs.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import socket
-import struct
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from sheep_runtime.errors import FirewallError
 from sheep_runtime.firewall.nft import Firewall
+from sheep_runtime.netlink import codec
+from sheep_runtime.netlink.raw import subscribe
 from sheep_runtime.poll import ErrorSafePoll
 
 NETLINK_NETFILTER = 12
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP = 1
 NFNLGRP_NFTABLES = 7
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWGEN = 15
 NFT_MSG_TRACE = 17
 NFPROTO_INET = 1
 _TABLE_ATTR = 1  # NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,...}: always 1
-_GEN_PROC_PID = 2
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr
-_ATTR = struct.Struct("=HH")
+_GEN_PROC_PID = 2  # NFTA_GEN_PROC_PID, big endian
+_NFGENMSG_SIZE = 4  # family, version, res_id: after the nlmsghdr of every message
 _RCVBUF = 4 << 20
-_SO_RCVBUFFORCE = 33  # not exported by the socket module
 
 
 @dataclass(frozen=True)
@@ -53,30 +49,16 @@ class Notification:
 
 def parse(data: bytes) -> Iterator[Notification]:
     """The nftables messages in one netlink datagram (others are skipped)."""
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
-        if length < _HEADER.size:
-            return
-        end = min(offset + length, len(data))
-        if kind >> 8 == NFNL_SUBSYS_NFTABLES and end >= offset + 20:
-            attrs = dict(_attrs(data, offset + 20, end))
-            table = attrs.get(_TABLE_ATTR, b"").split(b"\0", 1)[0]
-            pid = attrs.get(_GEN_PROC_PID, b"")
-            yield Notification(
-                msg_type=kind & 0xFF, family=data[offset + 16],
-                table=table.decode(errors="replace") if kind & 0xFF != NFT_MSG_NEWGEN else "",
-                pid=struct.unpack(">I", pid)[0] if len(pid) == 4 else 0)
-        offset += (length + 3) & ~3
-
-
-def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
-    while offset + _ATTR.size <= end:
-        length, kind = _ATTR.unpack_from(data, offset)
-        if length < _ATTR.size:
-            return
-        yield kind & 0x3FFF, data[offset + _ATTR.size:offset + length]
-        offset += (length + 3) & ~3
+    for kind, _, _, offset, end in codec.headers(data):
+        if kind >> 8 != NFNL_SUBSYS_NFTABLES or end - offset < _NFGENMSG_SIZE:
+            continue
+        msg_type = kind & 0xFF
+        attrs = codec.attributes(data, offset + _NFGENMSG_SIZE, end)
+        pid = attrs.get(_GEN_PROC_PID)
+        yield Notification(
+            msg_type=msg_type, family=data[offset],
+            table="" if msg_type == NFT_MSG_NEWGEN else codec.text(attrs.get(_TABLE_ATTR)) or "",
+            pid=int.from_bytes(pid, "big") if pid is not None and len(pid) == 4 else 0)
 
 
 class CommitFilter:
@@ -164,14 +146,4 @@ class FirewallMonitor:
 
 
 def _subscribe() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    try:
-        with contextlib.suppress(OSError):  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)
-        sock.bind((0, 0))
-        sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return subscribe(NETLINK_NETFILTER, (NFNLGRP_NFTABLES,), rcvbuf=_RCVBUF)

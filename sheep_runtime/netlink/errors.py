@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from sheep_runtime.errors import KernelError
 
 
@@ -25,38 +23,26 @@ class NamespaceError(NetlinkBackendError):
     """Creating, entering or removing a network namespace failed."""
 
 
-def error_code(exc: BaseException) -> int | None:
-    """The errno carried by a pyroute2 `NetlinkError` or an `OSError`, else None."""
-    if isinstance(exc, NetlinkError):
-        code = getattr(exc, "code", None)
-        return code if isinstance(code, int) else None
-    if isinstance(exc, OSError):
-        return exc.errno
-    return None
-
-
-def is_errno(exc: BaseException, *codes: int) -> bool:
-    """True if `exc` carries one of `codes` (NetlinkError or OSError)."""
-    return error_code(exc) in codes
-
-
 def describe(exc: BaseException) -> str:
-    """strerror of the code plus the kernel's extack text when it sent one."""
-    code = error_code(exc)
-    if code is None:
+    """strerror of the errno plus the kernel's extack text when it sent one."""
+    if not isinstance(exc, OSError) or exc.errno is None:
         return f"{type(exc).__name__}: {exc}"
-    text = os.strerror(code)
-    detail = exc.args[1] if len(exc.args) > 1 else None
-    if isinstance(detail, str) and detail and detail != text:
+    text = os.strerror(exc.errno)
+    detail = exc.strerror
+    if detail and detail != text:
         text = f"{text} ({detail})"
     return text
 
 
+def _code(exc: BaseException) -> int | None:
+    return exc.errno if isinstance(exc, OSError) else None
+
+
 def link_error(what: str, exc: BaseException) -> LinkError:
     """`LinkError` for `exc` with context `what`; callers raise it `from exc`."""
-    return LinkError(f"{what}: {describe(exc)}", errno=error_code(exc))
+    return LinkError(f"{what}: {describe(exc)}", errno=_code(exc))
 
 
 def namespace_error(what: str, exc: BaseException) -> NamespaceError:
     """`NamespaceError` for `exc` with context `what`; callers raise it `from exc`."""
-    return NamespaceError(f"{what}: {describe(exc)}", errno=error_code(exc))
+    return NamespaceError(f"{what}: {describe(exc)}", errno=_code(exc))

@@ -1,20 +1,98 @@
-"""Blocking host-side steps of an attach over a `RawRoute`, run by worker threads
-(`LinkManager` wraps them in coroutines)."""
+"""Blocking steps on the links of the daemon's own netns over a `RawRoute`, run by
+worker threads (`LinkManager` wraps them in coroutines). The lookups (`get_link`,
+`addresses`) serve container netns sockets too."""
 
 from __future__ import annotations
 
 import errno
 import os
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from sheep_runtime.model import Link
+from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink import messages as m
-from sheep_runtime.netlink.errors import LinkError, link_error
-from sheep_runtime.netlink.raw import RawRoute, Request, ifindex_of
+from sheep_runtime.netlink.errors import LinkError, NetlinkBackendError, link_error
+from sheep_runtime.netlink.raw import RawRoute, Request
 
-if TYPE_CHECKING:
-    from sheep_runtime.netlink.links import LinkInfo
+
+def _link(buf: bytearray, offset: int, end: int) -> Link | None:
+    decoded = c.decode_link(buf, offset, end)
+    return None if decoded is None else decoded[0]
+
+
+def get_link(sock: RawRoute, ifname: str) -> Link | None:
+    """The link named `ifname`, or None if there is none."""
+    try:
+        replies = sock.request(m.get_link(ifname), f"get link {ifname}")
+    except LinkError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+    for reply in replies:
+        if (decoded := c.decode_link(reply, c.NLMSGHDR.size, len(reply))) is not None:
+            return decoded[0]
+    return None
+
+
+def list_links(sock: RawRoute, prefix: str) -> list[Link]:
+    """The links whose name starts with `prefix`, from one dump."""
+    return [link for link in sock.dump(m.dump_links(), "list links", _link)
+            if link.name.startswith(prefix)]
+
+
+def addresses(sock: RawRoute, index: int, what: str) -> list[IPv4Interface]:
+    """The IPv4 addresses of the link `index`."""
+    found = sock.dump(m.dump_addrs(), what, c.decode_address)
+    return [address for owner, address in found if owner == index]
+
+
+def has_address(sock: RawRoute, ifname: str, address: IPv4Interface) -> bool:
+    """True if the link `ifname` exists and holds `address` (with its prefix)."""
+    what = f"list addresses of {ifname}"
+    try:
+        index = sock.ifindex(ifname, what)
+    except LinkError as exc:
+        if exc.errno == errno.ENODEV:
+            return False
+        raise
+    return address in addresses(sock, index, what)
+
+
+def route_destinations(sock: RawRoute) -> list[IPv4Network]:
+    """Destinations of the IPv4 unicast routes of every table but `local`."""
+    return [dst for dst, _ in sock.dump(m.dump_routes(), "list routes", c.decode_route)]
+
+
+def ensure_bridge(sock: RawRoute, *, name: str, mac: str, gateway: IPv4Interface,
+                  mtu: int) -> int:
+    """Converge the bridge `name` (MAC, MTU, gateway address, up); return its index.
+    An EEXIST from a concurrent creation is answered by re-reading."""
+    what = f"ensure bridge {name}"
+    link = get_link(sock, name)
+    if link is None:
+        # The MAC is fixed at creation: a bridge without one takes the lowest MAC
+        # of its ports, and every change of it wipes its neighbour table.
+        sock.request(m.new_bridge(ifname=name, mac=mac, mtu=mtu), f"{what}: create",
+                     ok=(errno.EEXIST,))
+        link = get_link(sock, name)
+        if link is None:
+            raise LinkError(f"{what}: vanished after creation", errno=errno.ENODEV)
+    if link.kind != "bridge":
+        raise LinkError(f"{what}: a link of kind {link.kind or 'unknown'} (index"
+                        f" {link.index}) already has that name", errno=errno.EEXIST)
+    if gateway not in addresses(sock, link.index, f"{what}: list addresses"):
+        sock.request(m.new_addr(link.index, gateway.ip, gateway.network.prefixlen),
+                     f"{what}: add address {gateway}", ok=(errno.EEXIST,))
+    new_mtu = mtu if link.mtu != mtu else None
+    new_mac = mac if (link.mac or "").lower() != mac.lower() else None
+    up = None if link.up else True
+    changed = [key for key, value in (("mtu", new_mtu), ("mac", new_mac), ("up", up))
+               if value is not None]
+    if changed:
+        sock.request(m.set_link(link.index, up=up, mtu=new_mtu, mac=new_mac),
+                     f"{what}: set {', '.join(changed)}")
+    return link.index
 
 
 def create_veth(sock: RawRoute, *, host_ifname: str, bridge_index: int, mtu: int,
@@ -35,23 +113,22 @@ def create_veth(sock: RawRoute, *, host_ifname: str, bridge_index: int, mtu: int
     finally:
         os.close(netns_fd)
     for reply in replies:
-        if m.NLMSGHDR.unpack_from(reply)[1] == m.RTM_NEWLINK:
-            return ifindex_of(reply)
+        if c.NLMSGHDR.unpack_from(reply)[1] == c.RTM_NEWLINK:
+            return c.ifindex_of(reply)
     # kernels before 6.3 do not echo a link creation
     return sock.ifindex(host_ifname, what)
 
 
-def set_port_flags(sock: RawRoute, link: str | int, *, proxyarp: bool, hairpin: bool,
-                   isolated: bool) -> None:
-    what = f"set bridge port flags of {link}"
-    index = link if isinstance(link, int) else sock.ifindex(link, what)
-    flags = m.port_flags(proxyarp=proxyarp, hairpin=hairpin, isolated=isolated)
-    sock.request(m.set_port(index, flags), what)
+def set_port(sock: RawRoute, ifname: str, *, master: int) -> int:
+    """Enslave `ifname` to the bridge `master` and set it up; return its index."""
+    what = f"enslave {ifname} to bridge {master}"
+    index = sock.ifindex(ifname, what)
+    sock.request(m.set_link(index, master=master, up=True), what)
+    return index
 
 
 def add_bridge_entries(sock: RawRoute, *, port_index: int, bridge_index: int, mac: str,
-                       address: IPv4Address, proxyarp: bool, hairpin: bool = False,
-                       isolated: bool = False) -> None:
+                       address: IPv4Address, hairpin: bool, isolated: bool) -> None:
     """One batch: PROXYARP (+ no IPv6 link-local on the host end), static fdb entry
     for `mac` on the port, permanent neighbour `address` -> `mac` on the bridge.
 
@@ -60,8 +137,7 @@ def add_bridge_entries(sock: RawRoute, *, port_index: int, bridge_index: int, ma
     """
     what = f"add bridge entries for {address} ({mac}) on port {port_index}"
     sock.batch((
-        Request(m.set_port(port_index, m.port_flags(proxyarp=proxyarp, hairpin=hairpin,
-                                                    isolated=isolated), no_ipv6=True),
+        Request(m.port_settings(port_index, hairpin=hairpin, isolated=isolated),
                 f"{what}: port flags"),
         Request(m.static_fdb(port_index, mac), f"{what}: fdb entry"),
         Request(m.neighbour(bridge_index, address, mac), f"{what}: bridge neighbour"),
@@ -81,16 +157,6 @@ def remove_bridge_entries(sock: RawRoute, *, bridge_index: int, address: IPv4Add
     return True
 
 
-def list_links(sock: RawRoute, prefix: str) -> list[LinkInfo]:
-    """The links whose name starts with `prefix`, from one dump decoded with struct."""
-    # Imported here: the monitor imports LinkInfo from links, which imports this module.
-    from sheep_runtime.netlink.monitor import LinkEvent, decode
-
-    events = [e for msg in sock.dump(m.dump_links(), "list links")
-              for e in decode(msg, len(msg), 0.0)]
-    return [e.info() for e in events if isinstance(e, LinkEvent) and e.name.startswith(prefix)]
-
-
 def delete_link(sock: RawRoute, ifname: str) -> bool:
     """Delete `ifname` (~20 ms in the kernel); False if it was already gone."""
     try:
@@ -100,3 +166,18 @@ def delete_link(sock: RawRoute, ifname: str) -> bool:
             return False
         raise
     return True
+
+
+def set_sysctl(name: str, value: str, *, ifname: str = "") -> None:
+    """Write `value` to the sysctl `name` (e.g. "net.ipv4.ip_forward"), or with `ifname`
+    to the IPv4 sysctl `name` of that interface (e.g. "route_localnet"; interface
+    names may hold dots, so they are not part of `name`). Acts on the netns of the
+    calling thread."""
+    path = (Path("/proc/sys/net/ipv4/conf", ifname, name) if ifname
+            else Path("/proc/sys", *name.split(".")))
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise NetlinkBackendError(
+            f"set sysctl {name}={value}: {os.strerror(exc.errno or 0)}", errno=exc.errno
+        ) from exc

@@ -1,10 +1,9 @@
-"""Network namespaces pinned by bind mounts, and netlink sockets opened inside them.
+"""Network namespaces pinned by bind mounts, and code run inside them.
 
 Joining a netns (setns) or creating one (unshare) with CLONE_NEWNET changes only the
 calling thread, so every such step runs in a short-lived dedicated thread and the rest
-of the process never leaves its own netns. A socket stays in the netns it was created
-in, and threads inherit the netns of the thread that created them. pyroute2's own
-`netns=` forks the process, which crashes next to grpc: never use it.
+of the process never leaves its own netns. Threads inherit the netns of the thread
+that created them. Sockets in another netns come from `NetlinkWorkers.socket_in`.
 """
 
 from __future__ import annotations
@@ -14,15 +13,13 @@ import ctypes
 import errno
 import fcntl
 import os
-import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
-from sheep_runtime.netlink.errors import NamespaceError, link_error, namespace_error
-from sheep_runtime.netlink.transport import RouteSocket
+from sheep_runtime.netlink.errors import NamespaceError, namespace_error
 
 T = TypeVar("T")
 
@@ -30,7 +27,6 @@ CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
 _MNT_DETACH = 2
 _NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: returns the CLONE_NEW* type
-_NETLINK_ROUTE = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -173,65 +169,18 @@ def run_in_netns(path: Path | None, fn: Callable[[], T]) -> T:
     return _call_in_thread(body, name="sheep-netns-call")
 
 
-def _route_socket_fd() -> int:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-    return sock.detach()
+class PinnedNamespaces:
+    """The `Namespaces` of ops: one netns per container, pinned by a bind mount; the
+    blocking work runs off the event loop."""
 
+    async def create(self, path: Path) -> None:
+        """A new, empty netns pinned at `path` (see `create_pinned_netns`)."""
+        await asyncio.to_thread(create_pinned_netns, path)
 
-async def _route_socket_fd_in(netns: Path) -> int:
-    """A NETLINK_ROUTE socket fd opened in `netns` without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[int] = loop.create_future()
+    async def delete(self, path: Path) -> None:
+        """Unpin the netns at `path`; already gone is success."""
+        await asyncio.to_thread(delete_pinned_netns, path)
 
-    def deliver(fd: int | None, exc: BaseException | None) -> None:
-        if waiter.cancelled():
-            if fd is not None:
-                os.close(fd)
-        elif exc is not None:
-            waiter.set_exception(exc)
-        elif fd is not None:
-            waiter.set_result(fd)
-
-    def body() -> None:
-        fd: int | None = None
-        exc: BaseException | None = None
-        try:
-            _setns(netns)
-            fd = _route_socket_fd()
-        except BaseException as err:  # delivered to the awaiting task
-            exc = err
-        try:
-            loop.call_soon_threadsafe(deliver, fd, exc)
-        except RuntimeError:  # the loop is closed: nobody will take the socket
-            if fd is not None:
-                os.close(fd)
-
-    try:
-        threading.Thread(target=body, name="sheep-netns-socket", daemon=True).start()
-        return await waiter
-    except (OSError, RuntimeError) as exc:  # RuntimeError: can't start a thread
-        raise namespace_error(f"open netlink socket in netns {netns}", exc) from exc
-
-
-async def open_route_socket(netns: Path | None = None) -> RouteSocket:
-    """An `AsyncIPRoute` bound to the current event loop, talking to `netns`
-    (None: the caller's netns). The caller closes it."""
-    what = f"open netlink socket in netns {netns or 'self'}"
-    if netns is None:
-        try:
-            fd = _route_socket_fd()
-        except OSError as exc:
-            raise link_error(what, exc) from exc
-    else:
-        fd = await _route_socket_fd_in(netns)
-    try:
-        ipr = RouteSocket(fileno=fd, ext_ack=True)
-    except Exception as exc:
-        os.close(fd)
-        raise link_error(what, exc) from exc
-    try:
-        await ipr.setup_endpoint()  # wraps the fd in a socket owned by this loop's thread
-    except Exception as exc:
-        ipr.close()
-        raise link_error(what, exc) from exc
-    return ipr
+    def exists(self, path: Path) -> bool:
+        """True if a netns is pinned at `path`."""
+        return is_pinned_netns(path)

@@ -1,19 +1,19 @@
-"""A minimal synchronous rtnetlink client for the attach hot path.
+"""The backend's netlink sockets: a synchronous rtnetlink request client, and
+subscriptions to multicast groups for the monitors.
 
-Why not pyroute2 here: the kernel's own cost of a whole attach (veth, port flags, fdb,
-neighbours, address, up, lo, route) is about 0.5 ms, while the fewer steps the former
-path sent through pyroute2 cost ~3 ms p50 on a quiet 2-core box (7.3 ms at load 1.7,
-13.9 ms at load 6.4), almost all of it Python-side message building and parsing. With
-messages built by `struct` (`messages.py`) and only ACKs (and one echoed ifindex)
-parsed, the whole attach costs 0.95 ms p50 at load 6.4, worker round trips included
-(bench/bench_netlink.py). pyroute2 stays the project's netlink library for everything
-that is not hot (bridges, dumps, events).
+Why not pyroute2: the kernel's own cost of a whole attach (veth, port flags, fdb,
+neighbours, address, up, lo, route) is about 0.5 ms, while the same steps through
+pyroute2 cost ~3 ms p50 on a quiet 2-core box (7.3 ms at load 1.7, 13.9 ms at load
+6.4), almost all of it Python-side message building and parsing. With the codec's
+`struct` messages the whole attach costs ~1 ms p50 at load 6.4, worker round trips
+included (bench/bench_netlink.py).
 
-A `RawRoute` is blocking: use it from worker threads (`workers.py`), never on the
-event loop (a veth deletion spends ~20 ms inside the send call, and any request can
-wait that long for the RTNL lock). One thread at a time: a second concurrent user
-gets RuntimeError instead of interleaved replies. Several messages can go out in one
-send (`batch`): the kernel runs them in order and ACKs each one.
+A `RawRoute` is blocking: use it from worker threads (`workers.py`) or
+`asyncio.to_thread`, never on the event loop (a veth deletion spends ~20 ms inside the
+send call, and any request can wait that long for the RTNL lock). One thread at a
+time: a second concurrent user gets RuntimeError instead of interleaved replies.
+Several messages can go out in one send (`batch`): the kernel runs them in order and
+ACKs each one.
 """
 
 from __future__ import annotations
@@ -24,16 +24,23 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
-from sheep_runtime.netlink import messages as m
+from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink.errors import LinkError, link_error
 
+T = TypeVar("T")
+Decoder = Callable[[bytearray, int, int], T | None]
+"""Decodes one dump reply from (buffer, payload offset, message end); None skips it."""
+
 SOL_NETLINK = 270
-NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
-_RECV_BUFFER = 1 << 16
+NETLINK_ADD_MEMBERSHIP, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 1, 10, 11
+SO_RCVBUFFORCE = 33  # not exported by Python's socket module
+RECV_BUFFER = 1 << 17  # above any datagram the kernel sends (dump batches are <= 32 KiB)
 _TIMEOUT = struct.pack("=qq", 30, 0)  # SO_RCVTIMEO: a lost reply must not hang a worker
-_ERROR = struct.Struct("=i")
+_DUMP_RETRIES = 3  # a dump that raced with changes (NLM_F_DUMP_INTR) is redone
+_MAX_SEQ = 0x7FFFFFFF
 SIOCGIFINDEX = 0x8933
 _IFREQ = struct.Struct("16si20x")  # struct ifreq: name, ifindex, rest of the union
 
@@ -45,6 +52,26 @@ class Request:
 
     def __init__(self, msg: bytes, what: str, ok: tuple[int, ...] = ()) -> None:
         self.msg, self.what, self.ok = msg, what, ok
+
+
+def subscribe(protocol: int, groups: Sequence[int], *, rcvbuf: int) -> socket.socket:
+    """A non-blocking netlink socket of `protocol` in the calling thread's netns,
+    joined to the multicast `groups` (group numbers, not masks), with a receive
+    buffer of `rcvbuf` bytes (beyond net.core.rmem_max when allowed: as root)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((0, 0))
+        for group in groups:
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class RawRoute:
@@ -62,7 +89,7 @@ class RawRoute:
             sock.close()
             raise
         self._sock = sock
-        self._buffer = bytearray(_RECV_BUFFER)
+        self._buffer = bytearray(RECV_BUFFER)
         self._seq = 0
         self._state = threading.Lock()  # guards _busy/_closing, held only briefly
         self._busy = False
@@ -99,6 +126,14 @@ class RawRoute:
         if closing:
             self._sock.close()
 
+    def _next_seqs(self, count: int) -> int:
+        """Reserve `count` sequence numbers; return the first."""
+        if self._seq + count >= _MAX_SEQ:
+            self._seq = 0
+        first = self._seq + 1
+        self._seq += count
+        return first
+
     def ifindex(self, ifname: str, what: str) -> int:
         """The index of `ifname` in the socket's netns: SIOCGIFINDEX on the netlink socket
         itself (~10 us, no RTNL) instead of an RTM_GETLINK round trip (~55 us)."""
@@ -122,81 +157,58 @@ class RawRoute:
         `ok`; the kernel still ran the others. Returns each request's replies."""
         self._enter()
         try:
-            return self._exchange(requests)
-        finally:
-            self._leave()
-
-    def _exchange(self, requests: Sequence[Request]) -> list[list[bytes]]:
-        out = bytearray()
-        if self._seq + len(requests) >= 0x7FFFFFFF:
-            self._seq = 0
-        first = self._seq + 1
-        for req in requests:
-            self._seq += 1
-            start = len(out)
-            out += req.msg
-            struct.pack_into("=I", out, start + 8, self._seq)
-        replies: list[list[bytes]] = [[] for _ in requests]
-        errors: list[int] = [0] * len(requests)
-        texts: list[str | None] = [None] * len(requests)
-        pending = len(requests)
-        try:
-            self._sock.send(out)
-            while pending:
-                for offset, length, kind, flags, seq in self._receive():
-                    slot = seq - first
-                    if 0 <= slot < len(requests):  # else a stale reply: skip it
-                        if kind == m.NLMSG_ERROR:
-                            errors[slot], texts[slot] = _decode_error(
-                                self._buffer, offset, length, flags)
-                            pending -= 1
-                        else:
-                            replies[slot].append(bytes(self._buffer[offset:offset + length]))
+            replies, errors = self._exchange(requests)
         except BlockingIOError as exc:  # SO_RCVTIMEO expired
             err = OSError(errnos.ETIMEDOUT, "no reply from the kernel")
             raise link_error(requests[0].what, err) from exc
         except OSError as exc:
             raise link_error(requests[0].what, exc) from exc
-        for req, code, text in zip(requests, errors, texts, strict=True):
+        finally:
+            self._leave()
+        for req, (code, text) in zip(requests, errors, strict=True):
             if code and code not in req.ok:
                 err = OSError(code, text or os.strerror(code))
                 raise link_error(req.what, err) from err
         return replies
 
-    def _receive(self) -> Iterator[tuple[int, int, int, int, int]]:
-        """One recv; (offset, length, type, flags, seq) of each message it brought."""
-        size = self._sock.recv_into(self._buffer)
-        offset = 0
-        while offset + 16 <= size:
-            length, kind, flags, seq, _ = m.NLMSGHDR.unpack_from(self._buffer, offset)
-            if length < 16:
-                return
-            yield offset, length, kind, flags, seq
-            offset += (length + 3) & ~3
+    def _exchange(self, requests: Sequence[Request]
+                  ) -> tuple[list[list[bytes]], list[tuple[int, str | None]]]:
+        out = bytearray()
+        first = self._next_seqs(len(requests))
+        for seq, req in enumerate(requests, first):
+            start = len(out)
+            out += req.msg
+            struct.pack_into("=I", out, start + 8, seq)
+        replies: list[list[bytes]] = [[] for _ in requests]
+        errors: list[tuple[int, str | None]] = [(0, None)] * len(requests)
+        pending = len(requests)
+        self._sock.send(out)
+        while pending:
+            for kind, flags, seq, offset, end in self._receive():
+                slot = seq - first
+                if not 0 <= slot < len(requests):
+                    continue  # a stale reply
+                if kind == c.NLMSG_ERROR:
+                    errors[slot] = c.decode_error(self._buffer, offset, end, flags)
+                    pending -= 1
+                else:
+                    replies[slot].append(bytes(self._buffer[offset - 16:end]))
+        return replies, errors
 
-    def dump(self, msg: bytes, what: str) -> list[bytes]:
-        """Send a dump request; return every reply message up to NLMSG_DONE."""
+    def _receive(self) -> Iterator[c.Header]:
+        """One recv; the messages it brought."""
+        return c.headers(self._buffer, self._sock.recv_into(self._buffer))
+
+    def dump(self, msg: bytes, what: str, decode: Decoder[T]) -> list[T]:
+        """Send a dump request; return what `decode` made of each reply up to
+        NLMSG_DONE. A dump the kernel flags as interrupted by changes is redone."""
         self._enter()
         try:
-            self._seq = self._seq + 1 if self._seq < 0x7FFFFFFF else 1
-            seq = self._seq
-            data = bytearray(msg)
-            struct.pack_into("=I", data, 8, seq)
-            out: list[bytes] = []
-            self._sock.send(data)
-            while True:
-                for offset, length, kind, flags, got in self._receive():
-                    if got != seq:
-                        continue
-                    if kind == m.NLMSG_DONE:
-                        return out
-                    if kind == m.NLMSG_ERROR:
-                        code, text = _decode_error(self._buffer, offset, length, flags)
-                        if code:
-                            err = OSError(code, text or os.strerror(code))
-                            raise link_error(what, err) from err
-                    else:
-                        out.append(bytes(self._buffer[offset:offset + length]))
+            for _ in range(_DUMP_RETRIES - 1):
+                found, interrupted = self._dump_once(msg, decode)
+                if not interrupted:
+                    return found
+            return self._dump_once(msg, decode)[0]
         except BlockingIOError as exc:
             raise link_error(what, OSError(errnos.ETIMEDOUT, "no reply")) from exc
         except OSError as exc:
@@ -204,23 +216,23 @@ class RawRoute:
         finally:
             self._leave()
 
-
-def _decode_error(buf: bytearray, offset: int, length: int, flags: int) -> tuple[int, str | None]:
-    """(positive errno or 0, the kernel's extack message if any) of an NLMSG_ERROR."""
-    (code,) = _ERROR.unpack_from(buf, offset + 16)
-    if not code or not flags & m.NLM_F_ACK_TLVS:
-        return -code, None
-    # TLVs follow the echoed request: only its header when capped (NETLINK_CAP_ACK).
-    (echoed,) = struct.unpack_from("=I", buf, offset + 20)
-    start = offset + 20 + (16 if flags & m.NLM_F_CAPPED else (echoed + 3) & ~3)
-    for kind, payload in m.attrs(buf, start, offset + length):
-        if kind == m.NLMSGERR_ATTR_MSG:
-            return -code, bytes(payload).rstrip(b"\0").decode(errors="replace")
-    return -code, None
-
-
-def ifindex_of(reply: bytes) -> int:
-    """The ifi_index of an RTM_NEWLINK message."""
-    (index,) = struct.unpack_from("=i", reply, 16 + 4)
-    return int(index)
-
+    def _dump_once(self, msg: bytes, decode: Decoder[T]) -> tuple[list[T], bool]:
+        seq = self._next_seqs(1)
+        data = bytearray(msg)
+        struct.pack_into("=I", data, 8, seq)
+        found: list[T] = []
+        interrupted = False
+        self._sock.send(data)
+        while True:
+            for kind, flags, got, offset, end in self._receive():
+                if got != seq:
+                    continue
+                interrupted |= bool(flags & c.NLM_F_DUMP_INTR)
+                if kind == c.NLMSG_DONE:
+                    return found, interrupted
+                if kind == c.NLMSG_ERROR:
+                    code, text = c.decode_error(self._buffer, offset, end, flags)
+                    if code:
+                        raise OSError(code, text or os.strerror(code))
+                elif (item := decode(self._buffer, offset, end)) is not None:
+                    found.append(item)

@@ -6,14 +6,16 @@ can wait that long for the lock. On the event loop's socket that would stall the
 daemon. Each worker owns a `RawRoute`, so requests also overlap (deletions: about 4x
 the rate at 8 in flight; one shared socket would serialize them).
 
-A worker can also open a socket in another netns without a thread per call: it joins
-that netns (setns), creates the socket and returns home (~30 us, vs ~0.7 ms for a
-fresh thread). A socket stays in the netns it was created in.
+This is the backend's one way to open a socket in another netns (`socket_in`): a
+worker joins that netns (setns), creates the socket and returns home (~30 us, vs
+~0.7 ms for a fresh thread; pyroute2's `netns=` forks, which crashes next to grpc).
+A socket stays in the netns it was created in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import threading
@@ -33,8 +35,6 @@ _Item = tuple[Job, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 def _settle(waiter: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if waiter.cancelled():
-        if isinstance(result, RawRoute):  # an opened socket nobody will take
-            result.close()
         return
     if error is not None:
         waiter.set_exception(error)
@@ -62,7 +62,7 @@ class NetlinkWorkers:
     """A fixed set of threads, each with a `RawRoute` of its own.
 
     The threads and their sockets live in the netns of the thread that calls `start`
-    (threads inherit their creator's netns); it is also where `open_in_netns` returns.
+    (threads inherit their creator's netns); it is also where `socket_in` returns.
     """
 
     def __init__(self, *, size: int = 8, name: str = "sheep-nl-worker") -> None:
@@ -99,10 +99,6 @@ class NetlinkWorkers:
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, loop, waiter))
         return await waiter
-
-    async def open_in_netns(self, netns: Path) -> RawRoute:
-        """A new `RawRoute` in the netns pinned at `netns`; the caller closes it."""
-        return await self.run(lambda _sock: self.socket_in(netns))
 
     async def close(self) -> None:
         """Finish queued jobs, close the sockets and join the threads."""
@@ -162,11 +158,8 @@ class NetlinkWorkers:
                     result = job(sock)
                 except BaseException as exc:  # handed to the caller
                     error = exc
-                try:
+                with contextlib.suppress(RuntimeError):  # the caller's loop is closed
                     loop.call_soon_threadsafe(_settle, waiter, result, error)
-                except RuntimeError:  # the caller's loop is closed: nobody is waiting
-                    if isinstance(result, RawRoute):
-                        result.close()
         finally:
             if sock is not None:
                 sock.close()

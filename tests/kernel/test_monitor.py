@@ -20,8 +20,8 @@ from typing import TypeVar
 import pytest
 import uvloop
 
-from sheep_runtime.netlink import create_pinned_netns, run_in_netns
-from sheep_runtime.netlink.monitor import AddressEvent, LinkEvent, NetlinkMonitor, Resync
+from sheep_runtime.model import AddressEvent, Link, LinkEvent, Resync
+from sheep_runtime.netlink import NetlinkMonitor, create_pinned_netns, run_in_netns
 from tests.kernel.conftest import NlRun
 
 pytestmark = pytest.mark.kernel
@@ -71,11 +71,11 @@ class Recorder:
                 await self._changed.wait()
 
     async def link(self, name: str, *, since: int = 0, action: str = "new",
-                   check: Callable[[LinkEvent], bool] = lambda e: True,
+                   check: Callable[[Link], bool] = lambda link: True,
                    timeout: float = 2.0) -> LinkEvent:
         def pred(e: AnyEvent) -> bool:
-            return (isinstance(e, LinkEvent) and e.name == name and e.action == action
-                    and check(e))
+            return (isinstance(e, LinkEvent) and e.link.name == name and e.action == action
+                    and check(e.link))
 
         event = await self.wait_for(pred, since=since, timeout=timeout)
         assert isinstance(event, LinkEvent)
@@ -154,27 +154,27 @@ async def _link_and_address_scenario(netns: Path) -> None:
     monitor = NetlinkMonitor(on_event=lambda kind, lag: measured.append((kind, lag)))
     async with _monitoring(monitor, recorder, recorder):
         await _ip(netns, "link", "add", "mtbr0", "type", "bridge")
-        bridge = await recorder.link("mtbr0", check=lambda e: e.kind == "bridge")
+        bridge = (await recorder.link("mtbr0", check=lambda li: li.kind == "bridge")).link
         await _ip(netns, "link", "add", "mva", "type", "veth", "peer", "name", "mvb")
-        veth = await recorder.link("mva", check=lambda e: e.kind == "veth")
+        veth = (await recorder.link("mva", check=lambda li: li.kind == "veth")).link
         assert veth.master is None
-        await recorder.link("mvb", check=lambda e: e.kind == "veth")
+        await recorder.link("mvb", check=lambda li: li.kind == "veth")
 
         await _ip(netns, "link", "set", "mva", "master", "mtbr0")
-        await recorder.link("mva", check=lambda e: e.master == bridge.index)
+        await recorder.link("mva", check=lambda li: li.master == bridge.index)
         mark = recorder.mark()
         await _ip(netns, "link", "set", "mva", "nomaster")
-        await recorder.link("mva", since=mark, check=lambda e: e.master is None)
+        await recorder.link("mva", since=mark, check=lambda li: li.master is None)
         # The bridge's own AF_BRIDGE RTM_DELLINK for its leaving port is not a deletion.
         assert not [e for e in recorder.events[mark:]
                     if isinstance(e, LinkEvent) and e.action == "del"]
 
         await _ip(netns, "link", "set", "mva", "up")
-        await recorder.link("mva", check=lambda e: e.up)
+        await recorder.link("mva", check=lambda li: li.up)
         mark = recorder.mark()
         await _ip(netns, "link", "set", "mva", "down")
-        down = await recorder.link("mva", since=mark, check=lambda e: not e.up)
-        assert down.operstate == "DOWN"
+        down = await recorder.link("mva", since=mark, check=lambda li: not li.up)
+        assert down.link.operstate == "DOWN"
 
         gateway = IPv4Interface("10.98.0.1/24")
         await _ip(netns, "addr", "add", str(gateway), "dev", "mtbr0")
@@ -190,7 +190,7 @@ async def _link_and_address_scenario(netns: Path) -> None:
         started = time.monotonic()
         await _ip(netns, "link", "del", "mva")
         gone = await recorder.link("mva", action="del", timeout=1.0)
-        assert (gone.index, gone.moved) == (veth.index, False)
+        assert (gone.link.index, gone.moved) == (veth.index, False)
         assert gone.received_at - started < 1.0
         await recorder.link("mvb", action="del", timeout=1.0)  # its peer goes with it
     assert monitor.stats.events["link.del"] == 2
@@ -222,7 +222,7 @@ def test_move_to_another_netns_is_a_del_tagged_moved(
             mark = recorder.mark()
             await _ip(nl_sandbox, "link", "set", "mvb", "netns", str(other))
             moved = await recorder.link("mvb", action="del", since=mark)
-            assert (moved.index, moved.moved) == (peer.index, True)
+            assert (moved.link.index, moved.moved) == (peer.link.index, True)
             _ip_sync(other, "link", "show", "mvb")  # it lives on in the target netns
             _ip_sync(nl_sandbox, "link", "show", "mva")  # and its peer here
             await _ip(nl_sandbox, "link", "del", "mva")
@@ -267,7 +267,7 @@ def test_burst_of_1000_link_events_is_absorbed(
                 await _ip(nl_sandbox, "-batch", str(delete))
 
                 def settled(_: AnyEvent) -> bool:
-                    dels = {e.name for e in recorder.events
+                    dels = {e.link.name for e in recorder.events
                             if isinstance(e, LinkEvent) and e.action == "del"}
                     return names <= dels or any(
                         isinstance(e, Resync) and e.reason == "overflow"
@@ -303,7 +303,7 @@ def test_overflow_resyncs_and_keeps_delivering(
 
         async def blocking(event: AnyEvent) -> None:
             await recorder(event)
-            if isinstance(event, LinkEvent) and event.name == "mtgate":
+            if isinstance(event, LinkEvent) and event.link.name == "mtgate":
                 await gate.wait()  # a stuck handler: the reader fills, then the kernel
 
         monitor = NetlinkMonitor(rcvbuf=4096, max_pending=8,
@@ -320,7 +320,7 @@ def test_overflow_resyncs_and_keeps_delivering(
             assert created <= {link.name for link in snapshot.links}
             mark = recorder.mark()
             await _ip(nl_sandbox, "link", "add", "mtafter", "type", "bridge")
-            await recorder.link("mtafter", since=mark, check=lambda e: e.kind == "bridge")
+            await recorder.link("mtafter", since=mark, check=lambda li: li.kind == "bridge")
         assert monitor.stats.resyncs == len(resyncs) >= 1
         assert monitor.stats.discarded > 0
 

@@ -1,6 +1,7 @@
-"""Kernel tests of the raw-netlink attach path (raw.py, workers, ContainerNetns), each
-inside its own throwaway sandbox netns. Packets only go between namespaces the test
-created; what the kernel holds is checked with `nsenter --net=<pin> ip -j ...`.
+"""Kernel tests of the raw-netlink client, the workers and the container side
+(`ContainerNetns`): the whole attach path, each inside its own throwaway sandbox
+netns. Packets only go between namespaces the test created; what the kernel holds is
+checked with `nsenter --net=<pin> ip -j ...`.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import asyncio
 import errno
 import json
 import os
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sheep_runtime.netlink import LinkError, LinkManager, NamespaceError, create_pinned_netns
+from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink import messages as m
+from sheep_runtime.netlink.host_side import get_link
 from sheep_runtime.netlink.raw import RawRoute, Request
 from tests.kernel.conftest import Heartbeat, NlRun
 
@@ -26,6 +29,7 @@ BRIDGE = "shpbrraw0"
 BRIDGE_MAC = "02:5e:00:00:00:01"
 GATEWAY = IPv4Interface("10.78.0.1/24")
 MTU = 1400
+_LO = IPv4Interface("127.0.0.1/8")  # configuring lo: a step that works in any netns
 
 
 def _fd_count() -> int:
@@ -76,16 +80,15 @@ async def _attach(manager: LinkManager, bridge: int, netns: Path, n: int) -> int
                                      netns=netns, peer_ifname="eth0", peer_mac=_mac(address))
     await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=_mac(address),
                                      address=address.ip)
-    async with await manager.open_container_netns(netns) as inside:
-        if n % 2:  # the steps one by one
+    inside = await manager.open_container_netns(netns)
+    try:
+        if n % 2:  # configured first without lo and neighbour: the second run is idempotent
             await inside.configure_interface(ifname="eth0", address=address, mtu=MTU)
-            await inside.bring_up_loopback()
-            await inside.add_neighbour(ifname="eth0", address=GATEWAY.ip, mac=BRIDGE_MAC)
-        else:  # in one round trip, as ops does
-            await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
-                                             loopback=True,
-                                             neighbours=((GATEWAY.ip, BRIDGE_MAC),))
+        await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
+                                         loopback=True, neighbours=((GATEWAY.ip, BRIDGE_MAC),))
         await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+    finally:
+        inside.close()
     return port
 
 
@@ -110,7 +113,7 @@ def test_full_attach_is_visible_to_ip(nl_run: NlRun, nl_sandbox: Path,
             assert host is not None
             assert (host.index, host.kind, host.master, host.up, host.mtu) == (
                 port, "veth", bridge, True, MTU)
-            assert not await manager.link_exists("eth0")  # the peer is in c1 only
+            assert await manager.get_link("eth0") is None  # the peer is in c1 only
 
             await asyncio.sleep(0.3)  # addrconf would have acted by now
             (eth0,) = await _ip(c1, "addr", "show", "dev", "eth0")
@@ -145,15 +148,36 @@ def test_full_attach_is_visible_to_ip(nl_run: NlRun, nl_sandbox: Path,
             # The gateway resolved nobody by ARP, the containers never ARPed it.
             dynamic = await _ip(nl_sandbox, "neigh", "show", "dev", BRIDGE)
             assert all("PERMANENT" in n["state"] for n in dynamic), dynamic
+        finally:
+            await manager.close()
 
-            async with await manager.open_container_netns(c1) as inside:
-                # idempotent on a second run
+    nl_run(body)
+
+
+def test_rerun_read_back_and_teardown(nl_run: NlRun, containers: list[Path]) -> None:
+    c1, _ = containers
+
+    async def body() -> None:
+        manager, bridge = await _manager()
+        try:
+            await _attach(manager, bridge, c1, 0)
+            inside = await manager.open_container_netns(c1)
+            try:  # idempotent on a second run
                 await inside.configure_interface(ifname="eth0", address=_address(0), mtu=MTU)
                 await inside.add_default_route(gateway=GATEWAY.ip)
                 state = await inside.read_interface("eth0")
-            assert (state.mac, state.mtu, state.up, state.operstate) == (
-                _mac(_address(0)), MTU, True, "UP")
-            assert state.addresses == (_address(0),)
+                assert await inside.read_interface("eth9") is None
+            finally:
+                inside.close()
+            assert state is not None
+            assert (state.link.mac, state.link.mtu, state.link.up, state.link.operstate,
+                    state.link.kind) == (_mac(_address(0)), MTU, True, "UP", "veth")
+            assert (state.addresses, state.default_gateway) == ((_address(0),), GATEWAY.ip)
+            (eth0,) = await _ip(c1, "addr", "show", "dev", "eth0")
+            assert [(a["local"], a["prefixlen"]) for a in eth0["addr_info"]] == [
+                ("10.78.0.2", 24)]
+            routes = await _ip(c1, "route", "show", "default")
+            assert [(r["gateway"], r.get("dev")) for r in routes] == [("10.78.0.1", "eth0")]
 
             assert await manager.remove_bridge_entries(bridge_index=bridge,
                                                        address=_address(0).ip)
@@ -175,48 +199,34 @@ def test_errors_carry_errno_context_and_kernel_text(nl_run: NlRun, nl_netns_dir:
     async def body() -> None:
         manager, bridge = await _manager()
         try:
-            spec: dict[str, Any] = {"host_ifname": "shpdup", "bridge_index": bridge, "mtu": MTU,
-                                    "netns": c1, "peer_ifname": "eth0",
-                                    "peer_mac": "02:5e:0a:4e:00:02"}
-            await manager.create_veth(**spec)
-            with pytest.raises(LinkError) as info:
-                await manager.create_veth(**spec)
-            assert info.value.errno == errno.EEXIST
-            assert str(info.value).startswith(
-                f"create veth shpdup (peer eth0 in netns {c1}): File exists")
-            assert isinstance(info.value.__cause__, OSError)
-            spec["host_ifname"] = "shpdup2"  # the peer name is taken in c1
-            with pytest.raises(LinkError) as info:
-                await manager.create_veth(**spec)
-            assert info.value.errno == errno.EEXIST
-            assert not await manager.link_exists("shpdup2")
-
-            async with await manager.open_container_netns(c1) as inside:
+            await manager.create_veth(host_ifname="shperr", bridge_index=bridge, mtu=MTU,
+                                      netns=c1, peer_ifname="eth0",
+                                      peer_mac="02:5e:0a:4e:00:02")
+            inside = await manager.open_container_netns(c1)
+            try:
+                state = await inside.read_interface("eth0")
+                assert state is not None and not state.link.up
+                assert (state.addresses, state.default_gateway) == ((), None)
                 # eth0 has no address yet: the kernel says why in its extack message
                 with pytest.raises(LinkError) as info:
                     await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
                 assert info.value.errno == errno.ENETUNREACH
                 assert str(info.value) == (f"add default route via {GATEWAY.ip}: Network is"
                                            " unreachable (Nexthop has invalid gateway)")
+                assert isinstance(info.value.__cause__, OSError)
                 with pytest.raises(LinkError) as info:
                     await inside.configure_interface(ifname="eth9", address=_address(0))
                 assert info.value.errno == errno.ENODEV and "eth9" in str(info.value)
-                with pytest.raises(LinkError) as info:
-                    await inside.add_neighbour(ifname="eth9", address=GATEWAY.ip,
-                                               mac=BRIDGE_MAC)
-                assert info.value.errno == errno.ENODEV
-            with pytest.raises(NamespaceError) as ns_info:
-                await manager.open_container_netns(nl_netns_dir / "missing")
-            assert ns_info.value.errno == errno.ENOENT
+            finally:
+                inside.close()
             plain = nl_netns_dir / "plain"  # not a netns: the first step says so
             plain.write_text("")
-            async with await manager.open_container_netns(plain) as inside:
-                with pytest.raises(NamespaceError) as ns_info:
-                    await inside.bring_up_loopback()
+            inside = await manager.open_container_netns(plain)
+            with pytest.raises(NamespaceError) as ns_info:
+                await inside.configure_interface(ifname="lo", address=_LO)
+            inside.close()
             assert ns_info.value.errno == errno.EINVAL
-            with pytest.raises(LinkError) as info:
-                await manager.set_bridge_port_flags("shpnosuch", proxyarp=True)
-            assert info.value.errno == errno.ENODEV
+            assert str(plain) in str(ns_info.value)
         finally:
             await manager.close()
 
@@ -227,7 +237,7 @@ def test_batch_runs_every_message_and_reports_the_first_failure(nl_run: NlRun) -
     async def body() -> None:
         sock = RawRoute()
         try:
-            lo = Request(m.link_up(1), "lo up")
+            lo = Request(m.set_link(1, up=True), "lo up")
             missing = Request(m.del_link("shpnosuch"), "delete shpnosuch")
             tolerated = Request(m.del_link("shpnosuch"), "delete again", ok=(errno.ENODEV,))
             assert sock.batch((lo, tolerated, lo)) == [[], [], []]
@@ -235,11 +245,15 @@ def test_batch_runs_every_message_and_reports_the_first_failure(nl_run: NlRun) -
                 sock.batch((missing, lo))
             assert info.value.errno == errno.ENODEV
             assert str(info.value).startswith("delete shpnosuch: No such device")
-            sock.request(m.link_up(1), "lo up")  # the socket is still in step
+            sock.request(lo.msg, "lo up")  # the socket is still in step
+            link = get_link(sock, "lo")
+            assert link is not None and (link.index, link.up) == (1, True)
+            links = sock.dump(m.dump_links(), "dump", c.decode_link)
+            assert [(link.name, moved) for link, moved in links] == [("lo", False)]
         finally:
             sock.close()
         with pytest.raises(LinkError) as info:
-            sock.request(m.link_up(1), "lo up")
+            sock.request(lo.msg, "lo up")
         assert info.value.errno == errno.EBADF
 
     nl_run(body)
@@ -256,21 +270,21 @@ def test_workers_stay_home_and_leak_no_fds(nl_run: NlRun, nl_sandbox: Path,
         await _attach(manager, bridge, c1, 0)
         for _ in range(30):
             inside = await manager.open_container_netns(c1)
-            await inside.bring_up_loopback()
+            await inside.configure_interface(ifname="lo", address=_LO)
             inside.close()
         # every worker, after entering c1 for a socket, is back in the sandbox
         seen = await asyncio.gather(*(manager._fast.run(lambda _: _netns_inode())
                                       for _ in range(16)))
         assert set(seen) == {sandbox}
         inside = await manager.open_container_netns(c1)
-        await inside.bring_up_loopback()
+        await inside.configure_interface(ifname="lo", address=_LO)
         sock = inside._sock
         assert sock is not None
         assert await manager._fast.run(lambda _: os.fstat(sock.fileno()).st_ino) != container
         inside.close()
         assert sock.closed
         assert await manager.delete_link("shpraw0")
-        await manager.delete_bridge(BRIDGE)
+        assert await manager.delete_link(BRIDGE)
         await manager.close()
         assert _fd_count() == fds
 
@@ -318,10 +332,10 @@ def test_a_cancelled_step_closes_its_socket_when_done(nl_run: NlRun,
         manager, _bridge = await _manager()
         try:
             inside = await manager.open_container_netns(c1)
-            await inside.bring_up_loopback()  # opens the socket
+            await inside.configure_interface(ifname="lo", address=_LO)  # opens the socket
             sock = inside._sock
             assert sock is not None
-            step = asyncio.ensure_future(inside.read_interface("lo"))
+            step = asyncio.ensure_future(inside.configure_interface(ifname="lo", address=_LO))
             await asyncio.sleep(0)
             inside.close()  # maybe while a worker is using the socket: deferred
             try:
@@ -329,27 +343,11 @@ def test_a_cancelled_step_closes_its_socket_when_done(nl_run: NlRun,
             except LinkError as exc:  # closed before the worker got to it
                 assert exc.errno == errno.EBADF
             assert sock.closed
-            with pytest.raises(LinkError):
-                await inside.bring_up_loopback()
+            with pytest.raises(LinkError) as info:
+                await inside.add_default_route(gateway=GATEWAY.ip)
+            assert info.value.errno == errno.EBADF
             assert await manager._fast.run(lambda _: True)  # the pool is fine
         finally:
             await manager.close()
 
     nl_run(body)
-
-
-def test_messages_are_well_formed() -> None:
-    msg = m.new_veth(ifname="shpx", mtu=1500, master=3, peer_ifname="eth0",
-                     peer_mac="02:5e:0a:00:00:02", netns_fd=9, echo=True)
-    length, kind, flags, _, _ = m.NLMSGHDR.unpack_from(msg)
-    assert (length, kind) == (len(msg), m.RTM_NEWLINK) and length % 4 == 0
-    assert flags & m.NLM_F_ECHO and flags & m.NLM_F_EXCL
-    top = dict(m.attrs(msg, 32, len(msg)))
-    assert bytes(top[m.IFLA_IFNAME]) == b"shpx\0"
-    assert int.from_bytes(top[m.IFLA_MASTER], "little") == 3
-    info = dict(m.attrs(top[m.IFLA_LINKINFO], 0, len(top[m.IFLA_LINKINFO])))
-    assert bytes(info[m.IFLA_INFO_KIND]) == b"veth\0"
-    neigh = m.neighbour(4, IPv4Address("10.0.0.1"), "02:00:00:00:00:01")
-    assert m.NDMSG.unpack_from(neigh, 16)[2] == m.NUD_PERMANENT
-    fdb = m.static_fdb(4, "02:00:00:00:00:01")
-    assert m.NDMSG.unpack_from(fdb, 16)[2:4] == (m.NUD_NOARP, m.NTF_MASTER)
