@@ -90,7 +90,7 @@ async def serve(config: Config) -> str | None:
         await rt.start()
         _start_monitors(rt, backends)
         servicer = RuntimeServicer(runtime=rt, backends={
-            "netlink": f"pyroute2 {dist_version('pyroute2')} + raw rtnetlink",
+            "netlink": "raw rtnetlink (netlink/codec.py)",
             "firewall": "nftables (libnftables JSON)", "store": "sqlite",
             "process": "runc (OCI runtime) under a per-container shim"})
         server = await _start_api(config, rt, servicer)

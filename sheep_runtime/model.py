@@ -98,6 +98,11 @@ class Container:
     state_reason: str = ""
     privileged: bool = False
     capabilities: tuple[str, ...] = ()
+    # "sheep" (made through the API) or "cni" (a CNI sandbox: no process, and a netns
+    # that is the container engine's, keyed by its CNI_CONTAINERID and CNI_IFNAME)
+    owner: str = "sheep"
+    cni_container_id: str = ""
+    cni_ifname: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,15 @@ class Link:
     mtu: int
     mac: str | None
     up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceState:
+    """An interface inside a container netns, as CNI CHECK verifies it."""
+
+    link: Link
+    addresses: tuple[IPv4Interface, ...]
+    default_gateway: IPv4Address | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from sheep_runtime.model import (
     Container,
     ContainerState,
     ExitStatus,
+    InterfaceState,
     Link,
     Network,
     ProcessHandle,
@@ -40,6 +41,10 @@ class ContainerLinks(Protocol):
     async def add_default_route(self, *, gateway: IPv4Address, ifname: str | None = None
                                 ) -> None:
         """Set (replace) the IPv4 default route via `gateway`."""
+
+    async def read_interface(self, ifname: str) -> InterfaceState | None:
+        """`ifname`'s link, IPv4 addresses and the netns' default gateway; None if
+        there is no such interface."""
 
     def close(self) -> None:
         """Release the handle."""

@@ -35,7 +35,8 @@ class ContainerLookup:
         """A container by full id, name or unique id prefix."""
         if not ref:
             raise InvalidArgument("a container id or name is required", field="id")
-        found = self._store.find_containers(ref)
+        # CNI sandboxes belong to their container engine: the API never reaches them.
+        found = [c for c in self._store.find_containers(ref) if c.owner == "sheep"]
         if not found:
             raise NotFound(f"no container with id or name {ref!r}", reason="CONTAINER_NOT_FOUND",
                            resource_type="container", resource_name=ref)
@@ -92,6 +93,8 @@ class ContainerLookup:
         links = {link.name: link.up for link in await self._links.list_links(HOST_VETH_PREFIX)}
         out = []
         for c in self._store.containers():
+            if c.owner != "sheep":
+                continue
             if not show_all and "state" not in filters and c.state != ContainerState.RUNNING:
                 continue
             if "state" in filters and c.state.value != filters["state"].lower():

@@ -77,6 +77,8 @@ class Recovery:
         return report
 
     async def _recover(self, c: Container, report: RecoveryReport) -> None:
+        if c.owner == "cni":
+            return  # no process; a netns gone for good is released by leak collection
         cdir = self.containers.container_dir(c.id)
         if c.removing:  # a removal cut short: finish it
             handle = self.processes.adopt(c.id, cdir, shim_pid=c.shim_pid or None,

@@ -12,6 +12,7 @@ from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import ContainerState
 from sheep_runtime.ops.attach import Attacher
 from sheep_runtime.ops.backends import Firewall, Links, Namespaces, Processes, Store
+from sheep_runtime.ops.cni import CniService
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.firewall import FirewallSync
@@ -53,6 +54,7 @@ class Runtime:
     containers: ContainerService
     healer: Healer
     recovery: Recovery
+    cni: CniService
 
     async def start(self) -> RecoveryReport:
         """Load networks (ensuring their bridges), recover containers, apply the
@@ -60,7 +62,9 @@ class Runtime:
         await self.networks.load(default_bridge=self.config.default_bridge,
                                  default_subnet=self.config.default_subnet)
         report = await self.recovery.run()
+        await self.cni.release_gone()
         await self.firewall.sync()
+        self.cni.started = True
         self.tasks.service("leak-collector", self._collect_leaks_periodically)
         self.tasks.service("log-rotation", self._rotate_logs_periodically)
         return report
@@ -68,6 +72,7 @@ class Runtime:
     async def _collect_leaks_periodically(self) -> None:
         while True:
             await asyncio.sleep(LEAK_COLLECTION_SECONDS)
+            await self.cni.release_gone()
             await collect_leaks(recovery=self.recovery, in_flight=self.attacher.in_flight,
                                 bridges=False)
 
@@ -109,6 +114,8 @@ async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
     recovery = Recovery(config=config, store=b.store, links=b.links, namespaces=b.namespaces,
                         processes=b.processes, containers=containers, networks=networks,
                         metrics=metrics, events=events)
+    cni = CniService(containers=containers, attacher=attacher, networks=networks,
+                     store=b.store, links=b.links, metrics=metrics, events=events)
     return Runtime(config=config, backends=b, metrics=metrics, events=events, tasks=tasks,
                    networks=networks, firewall=firewall, attacher=attacher,
-                   containers=containers, healer=healer, recovery=recovery)
+                   containers=containers, healer=healer, recovery=recovery, cni=cni)

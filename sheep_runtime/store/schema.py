@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS containers (
     removing INTEGER NOT NULL DEFAULT 0,
     state_reason TEXT NOT NULL DEFAULT '',
     privileged INTEGER NOT NULL DEFAULT 0,
-    capabilities TEXT NOT NULL DEFAULT '[]'
+    capabilities TEXT NOT NULL DEFAULT '[]',
+    owner TEXT NOT NULL DEFAULT 'sheep',
+    cni_container_id TEXT NOT NULL DEFAULT '',
+    cni_ifname TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS attachments (
     container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
@@ -66,4 +69,7 @@ MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("containers", "state_reason", "TEXT NOT NULL DEFAULT ''"),
     ("containers", "privileged", "INTEGER NOT NULL DEFAULT 0"),
     ("containers", "capabilities", "TEXT NOT NULL DEFAULT '[]'"),
+    ("containers", "owner", "TEXT NOT NULL DEFAULT 'sheep'"),
+    ("containers", "cni_container_id", "TEXT NOT NULL DEFAULT ''"),
+    ("containers", "cni_ifname", "TEXT NOT NULL DEFAULT ''"),
 )

@@ -103,11 +103,12 @@ class Store:
                                     resource_name=c.name)
             db.execute(
                 "INSERT INTO containers(id, name, command, env, hostname, network_mode, state,"
-                " created_at, netns_path, privileged, capabilities)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                " created_at, netns_path, privileged, capabilities, owner, cni_container_id,"
+                " cni_ifname) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (c.id, c.name, json.dumps(list(c.command)), json.dumps(dict(c.env)),
                  c.hostname, c.network_mode, c.state.value, c.created_at, c.netns_path,
-                 int(c.privileged), json.dumps(list(c.capabilities))))
+                 int(c.privileged), json.dumps(list(c.capabilities)), c.owner,
+                 c.cni_container_id, c.cni_ifname))
 
     def update_container(self, c: Container) -> None:
         """Persist the process fields of `c` (state, pids, exit, times)."""
@@ -155,7 +156,8 @@ class Store:
         return out
 
     def count_containers_by_state(self) -> dict[ContainerState, int]:
-        rows = self._db.execute("SELECT state, COUNT(*) FROM containers GROUP BY state")
+        rows = self._db.execute("SELECT state, COUNT(*) FROM containers WHERE owner='sheep'"
+                                " GROUP BY state")
         known = {s.value for s in ContainerState}
         return {ContainerState(state): n for state, n in rows if state in known}
 
@@ -243,7 +245,8 @@ def _container(r: sqlite3.Row) -> Container:
         shim_pid=r["shim_pid"], shim_start_time=r["shim_start_time"],
         exit_code=r["exit_code"], started_at=r["started_at"], finished_at=r["finished_at"],
         removing=bool(r["removing"]), state_reason=r["state_reason"],
-        privileged=bool(r["privileged"]), capabilities=tuple(json.loads(r["capabilities"])))
+        privileged=bool(r["privileged"]), capabilities=tuple(json.loads(r["capabilities"])),
+        owner=r["owner"], cni_container_id=r["cni_container_id"], cni_ifname=r["cni_ifname"])
 
 
 def _attachment(r: sqlite3.Row) -> Attachment:
