@@ -41,7 +41,7 @@ class Metrics:
         # rate() see the first event too.
         for kind in ("link", "bridge", "address", "firewall"):
             self.repairs.labels(kind)
-        for kind in ("veth", "bridge", "netns", "container_dir"):
+        for kind in ("veth", "bridge", "netns", "container_dir", "neighbour"):
             self.leaks_collected.labels(kind)
         for kind in ("exit_record", "netns_pin", "row"):
             self.recovery_errors.labels(kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
@@ -16,8 +17,10 @@ __all__ = [
     "parse_address",
     "parse_subnet",
     "validate_gateway",
+    "validate_host",
 ]
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newline, NUL, tab...: never part of an address
 MIN_PREFIX = 8
 """Largest network accepted: a /8 (2**24 addresses)."""
 MAX_PREFIX = 30
@@ -42,7 +45,9 @@ def parse_subnet(text: str) -> IPv4Network:
 
     Raises InvalidArgument (field ``subnet``) with a message saying how to fix it.
     """
-    text = text.strip()
+    if _CONTROL.search(text):
+        raise InvalidArgument(f"subnet {text!r} holds control characters", field="subnet")
+    text = text.strip(" ")
     if "/" not in text:
         raise InvalidArgument(
             f"subnet {text!r} needs a prefix length, e.g. '10.20.0.0/16'",
@@ -85,7 +90,9 @@ def parse_address(text: str | IPv4Address, *, field: str = "address") -> IPv4Add
     if isinstance(text, IPv4Address):
         return text
     try:
-        return IPv4Address(text.strip())
+        if _CONTROL.search(text):
+            raise ValueError("control characters")
+        return IPv4Address(text.strip(" "))
     except (ValueError, AttributeError) as e:
         raise InvalidArgument(f"{text!r} is not a valid IPv4 address", field=field) from e
 
@@ -109,6 +116,20 @@ def validate_gateway(subnet: IPv4Network, gateway: IPv4Address | str) -> IPv4Add
     if gw == subnet.broadcast_address:
         raise InvalidArgument(f"gateway {gw} is the broadcast address of {subnet}", field="gateway")
     return gw
+
+
+def validate_host(subnet: IPv4Network, gateway: IPv4Address, address: IPv4Address, *,
+                  field: str = "ip") -> IPv4Address:
+    """A static container address must be a host address of `subnet` other than its
+    gateway; InvalidArgument (with `field`) says which rule it breaks."""
+    if address not in subnet:
+        raise InvalidArgument(f"address {address} is outside {subnet}", field=field)
+    for special, what in ((subnet.network_address, "the network address"),
+                          (subnet.broadcast_address, "the broadcast address"),
+                          (gateway, "the gateway")):
+        if address == special:
+            raise InvalidArgument(f"address {address} is {what} of {subnet}", field=field)
+    return address
 
 
 def find_overlap(candidate: Network, existing: Mapping[str, Network]) -> str | None:

@@ -36,7 +36,7 @@ NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
-RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR = 1, 5
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
@@ -46,6 +46,8 @@ IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
+NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 3, 0, 1
 IFF_UP = 0x1
 OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
@@ -190,6 +192,19 @@ def decode_address(buf: Buffer, offset: int, end: int) -> tuple[int, IPv4Interfa
     if family != socket.AF_INET or raw is None or len(raw) != 4:
         return None
     return index, IPv4Interface((int.from_bytes(raw, "big"), prefixlen))
+
+
+def decode_neighbour(buf: Buffer, offset: int, end: int
+                     ) -> tuple[int, IPv4Address, bool] | None:
+    """(ifindex, address, permanent) of an IPv4 RTM_NEWNEIGH payload; None for other
+    families (and for bridge fdb entries, which are AF_BRIDGE)."""
+    if end - offset < NDMSG.size:
+        return None
+    family, index, state, _, _ = NDMSG.unpack_from(buf, offset)
+    dst = attributes(buf, offset + NDMSG.size, end).get(NDA_DST)
+    if family != socket.AF_INET or dst is None or len(dst) != 4:
+        return None
+    return index, IPv4Address(bytes(dst)), bool(state & NUD_PERMANENT)
 
 
 def decode_route(buf: Buffer, offset: int, end: int

@@ -59,6 +59,15 @@ def has_address(sock: RawRoute, ifname: str, address: IPv4Interface) -> bool:
     return address in addresses(sock, index, what)
 
 
+def bridge_neighbours(sock: RawRoute, bridge_index: int) -> list[IPv4Address]:
+    """The permanent IPv4 neighbours of the bridge `bridge_index` (ours: one per
+    attached container address)."""
+    found = sock.dump(m.dump_neighbours(bridge_index), "list bridge neighbours",
+                      c.decode_neighbour)
+    return [address for index, address, permanent in found
+            if index == bridge_index and permanent]
+
+
 def route_destinations(sock: RawRoute) -> list[IPv4Network]:
     """Destinations of the IPv4 unicast routes of every table but `local`."""
     return [dst for dst, _ in sock.dump(m.dump_routes(), "list routes", c.decode_route)]

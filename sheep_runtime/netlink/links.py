@@ -97,6 +97,10 @@ class LinkManager:
         return await self._fast.run(lambda sock: host_side.remove_bridge_entries(
             sock, bridge_index=bridge_index, address=address))
 
+    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address]:
+        """The permanent IPv4 neighbours of the bridge `bridge_index`."""
+        return await self._fast.run(lambda sock: host_side.bridge_neighbours(sock, bridge_index))
+
     async def set_port(self, ifname: str, *, master: int) -> int:
         """Enslave `ifname` to the bridge `master` and set it up; return its index."""
         return await self._fast.run(lambda sock: host_side.set_port(sock, ifname, master=master))

@@ -16,8 +16,6 @@ VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE, IFLA_BRPORT_PROXYARP, IFLA_BRPORT_ISOLATED = 4, 10, 33
 IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
-NDA_DST, NDA_LLADDR = 1, 2
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 NTF_MASTER = 0x04
 
 _ACK = c.NLM_F_REQUEST | c.NLM_F_ACK
@@ -128,6 +126,12 @@ def dump_addrs() -> bytes:
     return message(c.RTM_GETADDR, _DUMP, c.IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
 
 
+def dump_neighbours(index: int) -> bytes:
+    """The IPv4 neighbours of the link `index` (NDA_IFINDEX filters the dump)."""
+    return message(c.RTM_GETNEIGH, _DUMP, c.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+                   + c.u32(c.NDA_IFINDEX, index))
+
+
 def dump_routes() -> bytes:
     """Every IPv4 route of every table (rtm_table 0: all of them)."""
     return message(c.RTM_GETROUTE, _DUMP, c.RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))
@@ -146,19 +150,19 @@ def default_route(gateway: IPv4Address, oif: int | None) -> bytes:
 def neighbour(index: int, address: IPv4Address, mac: str) -> bytes:
     """A permanent IPv4 neighbour entry (create or replace). Permanent entries do not
     count against the host-wide gc_thresh3 limit; a link going down drops them."""
-    body = (c.NDMSG.pack(socket.AF_INET, index, NUD_PERMANENT, 0, 0)
-            + attr(NDA_DST, address.packed) + attr(NDA_LLADDR, mac_bytes(mac)))
+    body = (c.NDMSG.pack(socket.AF_INET, index, c.NUD_PERMANENT, 0, 0)
+            + attr(c.NDA_DST, address.packed) + attr(c.NDA_LLADDR, mac_bytes(mac)))
     return message(c.RTM_NEWNEIGH, _REPLACE, body)
 
 
 def del_neighbour(index: int, address: IPv4Address) -> bytes:
-    body = c.NDMSG.pack(socket.AF_INET, index, 0, 0, 0) + attr(NDA_DST, address.packed)
+    body = c.NDMSG.pack(socket.AF_INET, index, 0, 0, 0) + attr(c.NDA_DST, address.packed)
     return message(c.RTM_DELNEIGH, _ACK, body)
 
 
 def static_fdb(port: int, mac: str) -> bytes:
-    """`bridge fdb replace MAC dev PORT master static`. NUD_NOARP is "static";
-    NUD_PERMANENT would be "local": frames to the MAC would stop at the bridge."""
-    body = c.NDMSG.pack(socket.AF_BRIDGE, port, NUD_NOARP, NTF_MASTER, 0) + attr(
-        NDA_LLADDR, mac_bytes(mac))
+    """`bridge fdb replace MAC dev PORT master static`. c.NUD_NOARP is "static";
+    c.NUD_PERMANENT would be "local": frames to the MAC would stop at the bridge."""
+    body = c.NDMSG.pack(socket.AF_BRIDGE, port, c.NUD_NOARP, NTF_MASTER, 0) + attr(
+        c.NDA_LLADDR, mac_bytes(mac))
     return message(c.RTM_NEWNEIGH, _REPLACE, body)

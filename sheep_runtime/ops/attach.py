@@ -183,34 +183,48 @@ class Attacher:
         """Tear `attachments` down in netavark's order: port rules first, then the veths
         (their peers and fdb entries go along) and bridge neighbours, then the records
         (`remove_records`, by default each attachment's), last the leases. Every step
-        runs even if an earlier one failed; the returned Teardown holds the errors."""
+        runs even if an earlier one failed; the returned Teardown holds the errors.
+
+        An attachment whose veth could not be deleted keeps its record and lease (its
+        address still answers in the kernel, so it must not be handed out again), and
+        then `remove_records` is not called at all: a retry finishes the job."""
         t = Teardown("detach", self._metrics)
         t_start = time.perf_counter()
         keys = [a.host_interface for a in attachments if a.ports]
-        if keys:
-            await t.step("firewall", lambda: self._firewall.withdraw(keys))
-        for a in attachments:
-            await t.step("veth", partial(self._links.delete_link, a.host_interface))
-            bridge = self._networks.bridge_index_or_none(a.network_id)
-            if bridge is not None:
-                await t.step("bridge neighbour", partial(
-                    self._links.remove_bridge_entries, bridge_index=bridge,
-                    address=a.address.ip))
+        if keys and not await t.step("firewall", lambda: self._firewall.withdraw(keys)):
+            self._firewall.retry_later()
+        unplugged = [a for a in attachments if await self._unplug(a, t)]
+        if len(unplugged) < len(attachments):
+            remove_records = None if remove_records is None else _nothing
         if remove_records is None:
             def remove_records() -> None:
-                for a in attachments:
+                for a in unplugged:
                     self._store.remove_attachment(a.container_id, a.network_id)
         # A lease is free only once no record holds it (else a restart would see both).
-        if await t.step("record", remove_records):
-            self.release(attachments)
+        if await t.step("record", remove_records) and remove_records is not _nothing:
+            self.release(unplugged)
         self._firewall.forget(keys)
-        for a in attachments:
+        if len(unplugged) < len(attachments) and keys:
+            self._firewall.retry_later()  # the rules of the kept ones come back
+        for a in unplugged:
             net = self._networks.get_by_id(a.network_id)
             self._metrics.teardown_seconds.labels(net.name, "total").observe(
                 time.perf_counter() - t_start)
             self._events.publish("network.detached", container_id=a.container_id,
                                  network=net.name, attributes={"address": str(a.address)})
         return t
+
+    async def _unplug(self, a: Attachment, t: Teardown) -> bool:
+        """Delete the veth and the bridge neighbour; False if the veth remains."""
+        if not await t.step("veth", partial(self._links.delete_link, a.host_interface)):
+            return False
+        bridge = self._networks.bridge_index_or_none(a.network_id)
+        if bridge is not None:
+            # A leftover neighbour is harmless: the next holder of the address gets the
+            # same MAC (it derives from the address).
+            await t.step("bridge neighbour", partial(
+                self._links.remove_bridge_entries, bridge_index=bridge, address=a.address.ip))
+        return True
 
     def release(self, attachments: Sequence[Attachment]) -> None:
         """Return the addresses and host ports of attachments whose records are gone."""
@@ -223,3 +237,7 @@ class Attacher:
                                      network=net.name,
                                      attributes={"address": str(a.address.ip)})
             self._networks.update_gauges(net)
+
+
+def _nothing() -> None:
+    """A records step that keeps every record (see `Attacher.detach`)."""

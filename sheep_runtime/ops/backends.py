@@ -87,6 +87,9 @@ class Links(Protocol):
                                     ) -> bool:
         """Remove the bridge neighbour of `address`; False if there was none."""
 
+    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address]:
+        """The permanent IPv4 neighbours of the bridge `bridge_index`."""
+
     async def set_port(self, ifname: str, *, master: int) -> int:
         """Enslave `ifname` to the bridge `master` and set it up; return its index."""
 

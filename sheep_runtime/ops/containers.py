@@ -216,7 +216,9 @@ class ContainerService(ContainerLookup):
         attachments (port rules, veths, records, leases), its netns pin, its dir."""
         t = await self._attacher.detach(self._store.attachments(container_id=c.id),
                                         remove_records=lambda: self._store.remove_container(c.id))
-        if c.owner == "sheep":  # a CNI sandbox's netns is its engine's
+        # A record kept (a veth that could not be deleted) keeps the netns for a retry;
+        # a CNI sandbox's netns is its engine's.
+        if c.owner == "sheep" and self._store.container(c.id) is None:
             await t.step("netns", lambda: self._namespaces.delete(Path(c.netns_path)))
             await t.step("container dir", lambda: _remove_dir(self.container_dir(c.id)))
         return t

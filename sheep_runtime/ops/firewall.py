@@ -9,13 +9,17 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from sheep_runtime.errors import FirewallError, SheepError
 from sheep_runtime.firewall.rules import FirewallState, NetworkRules, PortRule
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Attachment, Network
 from sheep_runtime.ops.backends import Firewall, Store
 from sheep_runtime.ops.events import EventBus
+from sheep_runtime.ops.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (0.05, 0.2, 1.0, 5.0, 30.0, 60.0, 60.0, 60.0)
 
 
 def rules_of(a: Attachment, net: Network) -> tuple[PortRule, ...]:
@@ -27,15 +31,17 @@ class FirewallSync:
     """Owns the desired firewall state and applies it. Attachments are keyed by their
     host interface name."""
 
-    def __init__(self, *, firewall: Firewall, store: Store, metrics: Metrics,
-                 events: EventBus) -> None:
+    def __init__(self, *, firewall: Firewall, store: Store, tasks: TaskSupervisor,
+                 metrics: Metrics, events: EventBus) -> None:
         self._fw = firewall
         self._store = store
+        self._tasks = tasks
         self._metrics = metrics
         self._events = events
         self._lock = asyncio.Lock()
         self._pending: dict[str, tuple[PortRule, ...]] = {}
         self._withdrawn: set[str] = set()
+        self._retrying: asyncio.Task[None] | None = None
 
     def desired(self) -> FirewallState:
         networks = {n.id: n for n in self._store.networks()}
@@ -51,6 +57,28 @@ class FirewallSync:
         """Apply the desired state (one atomic transaction)."""
         async with self._lock:
             await self._fw.apply(self.desired())
+
+    def retry_later(self) -> None:
+        """A teardown could not apply the table: keep trying in the background, so
+        the rules of what is gone do not outlive it."""
+        if self._retrying is None or self._retrying.done():
+            self._retrying = self._tasks.spawn("firewall-retry", self._retry())
+
+    async def settled(self) -> None:
+        """Wait until no background re-apply is pending (for tests and shutdown)."""
+        if self._retrying is not None:
+            await asyncio.gather(self._retrying, return_exceptions=True)
+
+    async def _retry(self) -> None:
+        for delay in RETRY_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self.sync()
+            except SheepError as e:
+                log.warning("firewall re-apply failed (retrying): %s", e)
+            else:
+                return
+        raise FirewallError(f"firewall re-apply failed {len(RETRY_DELAYS)} times")
 
     async def publish(self, key: str, rules: Sequence[PortRule]) -> None:
         """Add the rules of an attachment not committed yet; `committed` or `unpublish`

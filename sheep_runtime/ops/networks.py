@@ -72,6 +72,8 @@ class NetworkRegistry:
         self._pools: dict[str, AddressPool] = {}
         self._bridge_index: dict[str, int] = {}
         self._locks = KeyedLocks()
+        # Bridges between their creation and their record: not leaks.
+        self.in_flight: set[str] = set()
 
     async def load(self, *, default_bridge: str, default_subnet: IPv4Network) -> None:
         """Read networks and leases from the store, create the default network on first
@@ -178,6 +180,7 @@ class NetworkRegistry:
         async with self._locks.hold("create"):
             await self._check_free(net)
             undo = UndoStack(self._metrics)
+            self.in_flight.add(net.bridge)
             try:
                 undo.push(f"delete bridge {net.bridge}",
                           lambda: self._links.delete_link(net.bridge))
@@ -190,6 +193,8 @@ class NetworkRegistry:
             except BaseException:
                 await undo.unwind()
                 raise
+            finally:
+                self.in_flight.discard(net.bridge)
             self._update_gauges(net)
         self._events.publish("network.created", network=net.name,
                              attributes={"subnet": str(net.subnet), "bridge": net.bridge})
@@ -244,7 +249,8 @@ class NetworkRegistry:
             self._store.remove_network(net.id)
             self._forget(net)
             t = Teardown(f"remove network {net.name}", self._metrics)
-            await t.step("firewall", self._firewall.sync)
+            if not await t.step("firewall", self._firewall.sync):
+                self._firewall.retry_later()
             await t.step("bridge", lambda: self._links.delete_link(net.bridge))
         self._events.publish("network.removed", network=net.name)
         t.raise_if_failed(f"network {net.name} was removed")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from sheep_runtime.errors import InvalidArgument
+from sheep_runtime.ipam.subnets import validate_host
 from sheep_runtime.model import Attachment, Network, PortMapping
 from sheep_runtime.names import host_veth_name
 from sheep_runtime.ops.specs import AttachSpec
@@ -51,6 +52,8 @@ def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
         if spec.ports and net.internal:
             raise InvalidArgument(f"network {net.name!r} is internal: it cannot publish "
                                   "ports", field="ports")
+        if spec.ip is not None:
+            validate_host(net.subnet, net.gateway, spec.ip)
     names = interface_names([s.interface_name for s in requests],
                             taken=[a.interface_name for a in existing])
     first_seq = max((a.seq for a in existing), default=-1) + 1

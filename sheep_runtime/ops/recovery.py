@@ -134,12 +134,11 @@ class Recovery:
         report.errors.append(f"{who}: {why}")
 
 
-async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = (),
-                        bridges: bool = True) -> dict[str, int]:
-    """Delete veths, bridges, pinned netns and container dirs that carry our marks but
-    belong to no record. Objects without our marks are never touched, nor veths still
-    being set up (`in_flight`); bridges only when `bridges` (no network is being
-    created: at start)."""
+async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = ()
+                        ) -> dict[str, int]:
+    """Delete veths, bridges, bridge neighbours, pinned netns and container dirs that
+    carry our marks but belong to no record. Objects without our marks are never
+    touched, nor veths (`in_flight`) and bridges still being set up."""
     r = recovery
     # Look at the kernel and the dirs first, at the records second: whatever an
     # operation made before the listing is by then in the store or in `in_flight`
@@ -148,14 +147,15 @@ async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = (),
     pins = _children(r.config.netns_dir)
     cdirs = _children(r.config.containers_dir)
     veths = {a.host_interface for a in r.store.attachments()}
-    known_bridges = {n.bridge for n in r.networks.all()}
+    known_bridges = {n.bridge for n in r.networks.all()} | r.networks.in_flight
     ids = {c.id for c in r.store.containers()} | {key for (table, key) in r.store.unreadable
                                                    if table == "containers"}
-    counts = {"veth": 0, "bridge": 0, "netns": 0, "container_dir": 0}
+    counts = {"veth": 0, "bridge": 0, "netns": 0, "container_dir": 0,
+              "neighbour": await _collect_neighbours(r)}
     for link in found_links:
         kind = ("veth" if OUR_VETH.fullmatch(link.name) and link.name not in veths
                 and link.name not in in_flight else
-                "bridge" if bridges and OUR_BRIDGE.fullmatch(link.name)
+                "bridge" if OUR_BRIDGE.fullmatch(link.name)
                 and link.name not in known_bridges else None)
         if kind and await _try(f"delete leaked {kind} {link.name}",
                                r.links.delete_link(link.name)):
@@ -181,6 +181,24 @@ async def _try(what: str, step: Awaitable[object]) -> bool:
         log.error("%s: %s", what, e)
         return False
     return True
+
+
+async def _collect_neighbours(r: Recovery) -> int:
+    """Remove bridge neighbours of addresses the pool does not hold (left by a failed
+    removal). The pool counts attaches in flight too, so none of theirs goes."""
+    removed = 0
+    for net in r.networks.all():
+        bridge = r.networks.bridge_index_or_none(net.id)
+        if bridge is None:
+            continue
+        pool = r.networks.pool(net)
+        for address in await r.links.bridge_neighbours(bridge):
+            if (address in net.subnet and not pool.is_allocated(address)
+                    and await _try(f"remove stray neighbour {address} of {net.bridge}",
+                                   r.links.remove_bridge_entries(bridge_index=bridge,
+                                                                 address=address))):
+                removed += 1
+    return removed
 
 
 def _children(path: Path) -> list[Path]:

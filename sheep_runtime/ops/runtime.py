@@ -73,8 +73,7 @@ class Runtime:
         while True:
             await asyncio.sleep(LEAK_COLLECTION_SECONDS)
             await self.cni.release_gone()
-            await collect_leaks(recovery=self.recovery, in_flight=self.attacher.in_flight,
-                                bridges=False)
+            await collect_leaks(recovery=self.recovery, in_flight=self.attacher.in_flight)
 
     async def _rotate_logs_periodically(self) -> None:
         processes, store = self.backends.processes, self.backends.store
@@ -95,7 +94,7 @@ async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
     """Wire the ops services over `backends` (nothing is loaded or started yet)."""
     b = backends
     tasks = TaskSupervisor(metrics)
-    firewall = FirewallSync(firewall=b.firewall, store=b.store, metrics=metrics,
+    firewall = FirewallSync(firewall=b.firewall, store=b.store, tasks=tasks, metrics=metrics,
                             events=events)
     networks = NetworkRegistry(store=b.store, links=b.links, firewall=firewall,
                                metrics=metrics, events=events)
