@@ -126,6 +126,9 @@ class Firewall(Protocol):
 class Processes(Protocol):
     """Container processes under a supervisor that outlives the daemon."""
 
+    #: The capabilities a container can be given (those the daemon itself holds).
+    capabilities: frozenset[str]
+
     async def start(self, spec: ProcessSpec) -> ProcessHandle:
         """Start the command in its namespaces; return once it runs."""
 

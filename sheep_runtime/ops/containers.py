@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from sheep_runtime.config import DEFAULT_NETWORK, Config
-from sheep_runtime.errors import FailedPrecondition, NotFound
+from sheep_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import (
     Attachment,
@@ -70,8 +70,20 @@ class ContainerService(ContainerLookup):
                       hostname=spec.hostname or name, network_mode=spec.network_mode,
                       state=ContainerState.CREATED, created_at=time.time(),
                       netns_path=str(self._config.netns_dir / cid),
-                      privileged=spec.privileged, capabilities=spec.capabilities)
+                      privileged=spec.privileged, capabilities=self._grantable(spec))
         return c, plans
+
+    def _grantable(self, spec: ContainerSpec) -> tuple[str, ...]:
+        """The capabilities to give: "ALL" and privileged mean all that sheepd itself
+        holds; anything else it cannot grant is InvalidArgument."""
+        available = self._processes.capabilities
+        if spec.all_capabilities:
+            return tuple(c for c in spec.capabilities if c in available)
+        missing = [c for c in spec.capabilities if c not in available]
+        if missing:
+            raise InvalidArgument(f"cannot grant {', '.join(missing)}: sheepd itself does "
+                                  "not hold it", field="cap_add")
+        return spec.capabilities
 
     async def create(self, spec: ContainerSpec) -> ContainerView:
         """Record, pin a netns, attach networks, start the process; all or nothing."""

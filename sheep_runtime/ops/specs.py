@@ -57,6 +57,7 @@ class ContainerSpec:
     network_mode: str = ""
     privileged: bool = False
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    all_capabilities: bool = False  # cap_add "ALL": every one the host can grant
 
 
 def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
@@ -93,7 +94,9 @@ def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
     return ContainerSpec(name=name, command=tuple(command), env=dict(env),
                          hostname=hostname, networks=tuple(networks),
                          network_mode=network_mode, privileged=privileged,
-                         capabilities=capabilities(privileged=privileged, cap_add=cap_add))
+                         capabilities=capabilities(privileged=privileged, cap_add=cap_add),
+                         all_capabilities=privileged or any(
+                             c.strip().upper() == "ALL" for c in cap_add))
 
 
 def _validate_exec(command: Sequence[str], env: Mapping[str, str]) -> None:

@@ -1,29 +1,25 @@
-"""Container processes: a command in its own namespaces, supervised by a shim."""
+"""Container processes: runc containers, confined by default, each under a supervisor
+that outlives the daemon (`OciProcesses`, the `Processes` backend)."""
 
 from sheep_runtime.process.procfs import is_alive, process_start_time
-from sheep_runtime.process.spawn import ProcessSpec, start
-from sheep_runtime.process.watch import (
+from sheep_runtime.process.records import (
     EXIT_CODE_UNKNOWN,
-    ExitStatus,
-    ProcessHandle,
-    adopt,
-    kill,
+    LOG_KEEP,
+    LOG_MAX_BYTES,
+    CorruptExitRecord,
     read_exit_status,
-    stop,
-    wait_exit,
+    rotate_log,
 )
+from sheep_runtime.process.runtime import OciProcesses
 
 __all__ = [
     "EXIT_CODE_UNKNOWN",
-    "ExitStatus",
-    "ProcessHandle",
-    "ProcessSpec",
-    "adopt",
+    "LOG_KEEP",
+    "LOG_MAX_BYTES",
+    "CorruptExitRecord",
+    "OciProcesses",
     "is_alive",
-    "kill",
     "process_start_time",
     "read_exit_status",
-    "start",
-    "stop",
-    "wait_exit",
+    "rotate_log",
 ]

@@ -45,6 +45,21 @@ def is_alive(pid: int, start_time: int) -> bool:
     )
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid of `pid` (field 4 of /proc/PID/stat), or None if it does not exist."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
+
+
+def comm(pid: int) -> str:
+    """The command name of `pid` (/proc/PID/comm, at most 15 bytes; empty if gone)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode(errors="surrogateescape")
+    except OSError:
+        return ""
+
+
 def children(pid: int) -> list[int]:
     """Pids of the children of `pid`'s main thread (empty if it does not exist)."""
     try:

@@ -1,56 +1,63 @@
-"""Start container processes under a per-container shim (see `watch` for the rest).
+"""Start a container: write its bundle, launch its supervisor (`shim.sh`), wait until
+its command runs.
 
-A container is its command run as PID 1 of new pid, UTS, IPC and mount namespaces
-(/proc remounted for it, hostname set) inside an existing, pinned network namespace.
-It is supervised by `shim.sh` (see there): a tiny shell process, not a child of the
-daemon, that waits for the command and writes its exit status to `<dir>/exit`. So the
-container outlives the daemon, and its exit code is known after a daemon restart.
-
-Files in the container dir: `log` (stdout+stderr, appended), `shim.pid`, `exit`
-("CODE UNIX_NS\\n"; CODE is 128+N for a command killed by signal N).
+Subprocesses are spawned with `subprocess.Popen` (vfork, no Python code in the child)
+and awaited through pidfds on the event loop, never by forking the daemon: uvloop's
+spawn forks, which blocks the loop in proportion to the daemon's RSS (~18 ms at 1 GiB)
+and runs pthread_atfork handlers (gRPC's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sheep_runtime.errors import InvalidArgument, KernelError
-from sheep_runtime.process import procfs
-from sheep_runtime.process.procfs import cmdline, process_start_time
-from sheep_runtime.process.watch import ProcessHandle
+from sheep_runtime.model import ProcessHandle, ProcessSpec
+from sheep_runtime.process import cgroups, procfs
+from sheep_runtime.process.bundle import DEFAULT_PATH, ENV_PATH, SHIM_PATH
+from sheep_runtime.process.records import log_tail, read_pid_file
 
-SHIM_PATH = Path(__file__).resolve().with_name("shim.sh")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-START_TIMEOUT = 5.0
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+.-]{0,127}")  # runc takes these (and more)
 _HOSTNAME_MAX = 64  # bytes, kernel __NEW_UTS_LEN
+_RUNC_INIT_COMM = "runc:[2:INIT]"  # the name runc's nsexec gives the container's init
+_STALE = ("exit", "exit.tmp", "shim.pid", "init.pid")
 
 
 @dataclass(frozen=True)
-class ProcessSpec:
-    """What to run, and where."""
+class Runc:
+    """The runc binary and the root dir of its state."""
 
-    container_id: str
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    hostname: str
-    netns_path: Path
-    container_dir: Path
+    path: str
+    root: Path
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.path, "--root", str(self.root), *args]
+
+    async def delete(self, container_id: str, *, cgroups_path: str) -> None:
+        """Remove the container whatever its state (killing what still runs), and the
+        cgroups runc could not know of. Already gone is success."""
+        await run_quiet(self.argv("delete", "--force", container_id))
+        await cgroups.sweep(cgroups_path)
 
 
-def _validate(spec: ProcessSpec) -> None:
+def validate(spec: ProcessSpec) -> None:
+    """InvalidArgument unless `spec` can be written as a bundle and run."""
     def bad(value: str) -> bool:
         return "\0" in value
 
-    if not spec.container_id or bad(spec.container_id):
-        raise InvalidArgument("invalid container id", field="container_id")
+    if not _ID_RE.fullmatch(spec.container_id):
+        raise InvalidArgument("container id must be 1-128 of [A-Za-z0-9_+.-], starting "
+                              "with a letter or digit", field="container_id")
     if not spec.argv or any(bad(a) for a in spec.argv):
         raise InvalidArgument("argv must be non-empty, without NUL bytes", field="argv")
     if "=" in spec.argv[0]:  # env(1) would take it for a variable assignment
@@ -60,6 +67,26 @@ def _validate(spec: ProcessSpec) -> None:
             raise InvalidArgument(f"invalid environment variable {key!r}", field="env")
     if not 0 < len(spec.hostname.encode()) <= _HOSTNAME_MAX or bad(spec.hostname):
         raise InvalidArgument("hostname must be 1-64 bytes", field="hostname")
+    if not all(p.is_absolute() for p in spec.hidden_paths):
+        raise InvalidArgument("hidden paths must be absolute", field="hidden_paths")
+
+
+async def run_quiet(argv: Sequence[str]) -> int:
+    """Run a helper command (output discarded) without blocking the loop; its status."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={"PATH": DEFAULT_PATH}, cwd="/")
+    await reap(proc)
+    return proc.returncode
+
+
+async def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for a child of ours to exit (pidfd on the loop, no child watcher), reap it."""
+    fd = os.pidfd_open(proc.pid)
+    try:
+        await procfs.wait_readable(fd)
+    finally:
+        os.close(fd)
+    proc.wait()
 
 
 async def _read_line(fd: int) -> bytes:
@@ -88,61 +115,34 @@ async def _read_line(fd: int) -> bytes:
         loop.remove_reader(fd)
 
 
-async def _reap(proc: subprocess.Popen[bytes]) -> None:
-    """Wait for a child of ours to exit (pidfd on the loop, no child watcher), reap it."""
-    fd = os.pidfd_open(proc.pid)
+def _prepare(cdir: Path, config: Mapping[str, Any], container_id: str) -> int:
+    """Lay out the bundle in `cdir`; return the log fd (O_APPEND)."""
     try:
-        await procfs.wait_readable(fd)
-    finally:
-        os.close(fd)
-    proc.wait()
-
-
-def _log_tail(container_dir: Path, limit: int = 1024) -> str:
-    try:
-        with open(container_dir / "log", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
-            data = f.read()
-    except OSError:
-        return ""
-    return data.decode(errors="replace").strip().replace("\n", "; ")
-
-
-async def start(spec: ProcessSpec) -> ProcessHandle:
-    """Start the container process and return once its host pid is known.
-
-    The command runs in / with exactly `spec.env` (plus PATH and HOSTNAME if absent),
-    stdin /dev/null, stdout and stderr appended to `<dir>/log`. Raises InvalidArgument
-    for a bad spec and KernelError if the namespaces cannot be set up; then nothing is
-    left running. A command that cannot be executed is not an error here: it exits
-    127 (not found) or 126, as reported by `wait_exit`. Costs ~3 ms.
-    """
-    _validate(spec)
-    cdir = spec.container_dir.absolute()  # the shim runs in /
-    env = dict(spec.env)
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOSTNAME", spec.hostname)
-    try:
-        cdir.mkdir(parents=True, exist_ok=True)
-        for stale in ("exit", "shim.pid"):
+        (cdir / "rootfs").mkdir(parents=True, exist_ok=True)
+        for stale in _STALE:
             (cdir / stale).unlink(missing_ok=True)
+        (cdir / "config.json").write_text(json.dumps(config))
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        log_fd = os.open(cdir / "log", flags, 0o640)
+        return os.open(cdir / "log", flags, 0o640)
     except OSError as e:
-        raise KernelError(f"container {spec.container_id}: cannot prepare {cdir}: {e}") from e
+        raise KernelError(f"container {container_id}: cannot prepare {cdir}: {e}") from e
+
+
+async def start(spec: ProcessSpec, config: Mapping[str, Any], *, runc: Runc,
+                timeout: float) -> ProcessHandle:
+    """Write `config` as the bundle in `spec.container_dir` and run it under a new
+    supervisor; return once the command runs. On any failure nothing is left: the
+    launcher's process group is killed and runc's container deleted."""
+    cdir = spec.container_dir.absolute()  # the shim runs in /
+    log_fd = _prepare(cdir, config, spec.container_id)
     ready_r, ready_w = os.pipe()
     os.set_blocking(ready_r, False)
     try:
-        # Not asyncio.create_subprocess_exec: uvloop spawns with fork(), which blocks
-        # the loop in proportion to the daemon's RSS (~18 ms at 1 GiB) and runs
-        # pthread_atfork handlers (gRPC's); CPython's Popen uses vfork (~0.2 ms) and
-        # runs no Python code in the child. The launcher is reaped via a pidfd.
         launcher = subprocess.Popen(
-            ["/bin/sh", str(SHIM_PATH), spec.container_id, str(cdir),
-             str(spec.netns_path.absolute()), spec.hostname, "--", *spec.argv],
-            stdin=ready_w, stdout=log_fd, stderr=log_fd, env=env, cwd="/",
-            start_new_session=True,
-        )  # fmt: skip
+            ["/bin/sh", str(SHIM_PATH), spec.container_id, str(cdir), runc.path,
+             str(runc.root)],
+            stdin=ready_w, stdout=log_fd, stderr=log_fd, env={"PATH": DEFAULT_PATH},
+            cwd="/", start_new_session=True)
     except OSError as e:
         os.close(ready_r)
         raise KernelError(f"container {spec.container_id}: cannot spawn shim: {e}") from e
@@ -150,41 +150,62 @@ async def start(spec: ProcessSpec) -> ProcessHandle:
         os.close(ready_w)
         os.close(log_fd)
     try:
-        line = await asyncio.wait_for(_read_line(ready_r), START_TIMEOUT)
-        await _reap(launcher)  # it exits right after forking the shim
+        handle = await asyncio.wait_for(_until_running(ready_r, cdir, spec.container_id),
+                                        timeout)
     except BaseException as e:
-        # Timeout or cancellation: the whole tree is still in the launcher's process
-        # group (the launcher is not reaped yet, so its pgid cannot be reused): kill it.
+        # The launcher is not reaped yet, so its pid, the pgid of the supervisor and
+        # runc, cannot have been reused. The container's init has a session of its own:
+        # runc deletes it.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
-        await asyncio.shield(_reap(launcher))
+        await asyncio.shield(reap(launcher))
+        await asyncio.shield(runc.delete(spec.container_id,
+                                         cgroups_path=config["linux"]["cgroupsPath"]))
         if isinstance(e, TimeoutError):
             raise KernelError(
-                f"container {spec.container_id} did not start within {START_TIMEOUT}s"
-            ) from e
+                f"container {spec.container_id} did not start within {timeout}s") from e
         raise
     finally:
         os.close(ready_r)
-    if not line.endswith(b"\n"):  # EOF: the shim exited without starting the command
-        tail = _log_tail(cdir) or "no output"
-        raise KernelError(f"container {spec.container_id} failed to start: {tail}")
-    shim_pid, pid = (int(f) for f in line.split())
-    # The shim's start time may be unreadable if the command already exited and the
-    # shim was reaped: wait_exit then goes straight to the exit record.
-    shim_start = process_start_time(shim_pid) or 0
-    pid_start = process_start_time(pid) or 0
-    await _until_command_runs(pid)
-    return ProcessHandle(shim_pid, shim_start, pid if pid_start else 0, pid_start, cdir)
+    await reap(launcher)  # it exited right after starting the supervisor
+    return handle
 
 
-async def _until_command_runs(pid: int) -> None:
-    """Wait (~1 ms) until `pid` is the command itself, not a step of the shim's chain
-    (fork, setpriv, unshare of the mount namespace, env): only then is it in all of
-    its namespaces. A command that exits or fails to exec ends the wait too."""
-    launchers = (["/bin/sh", str(SHIM_PATH)], ["setpriv", "--pdeathsig"],
-                 ["unshare", "--mount-proc"], ["env", "--default-signal"])
-    deadline = time.monotonic() + START_TIMEOUT
-    delay = 0.0002
-    while (argv := cmdline(pid)) and argv[:2] in launchers and time.monotonic() < deadline:
+async def _until_running(ready_r: int, cdir: Path, container_id: str) -> ProcessHandle:
+    line = await _read_line(ready_r)
+    if not line.endswith(b"\n"):  # EOF: the supervisor did not start
+        raise KernelError(f"container {container_id} failed to start: "
+                          f"{log_tail(cdir) or 'no output'}")
+    shim_pid = int(line)
+    shim_start = procfs.process_start_time(shim_pid) or 0
+    delay = 0.0005
+    while True:
+        # The exit record comes after init.pid: no init.pid then means runc failed.
+        supervised = procfs.is_alive(shim_pid, shim_start)
+        ended = (cdir / "exit").exists()
+        pid = read_pid_file(cdir / "init.pid")
+        if (ended and pid is None) or not (ended or supervised):
+            raise KernelError(f"container {container_id} failed to start: "
+                              f"{log_tail(cdir) or 'no output'}")
+        if pid is not None and (found := _command_started(pid)) is not None:
+            return ProcessHandle(shim_pid, shim_start, *found, cdir)
+        if ended:
+            return ProcessHandle(shim_pid, shim_start, 0, 0, cdir)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.01)
+        delay = min(delay * 2, 0.002)
+
+
+def _command_started(pid: int) -> tuple[int, int] | None:
+    """(pid, start time) once `pid` runs the command itself, not runc's init or the
+    env(1) step before it (only then is it in all of its namespaces and confined);
+    (0, 0) if it is gone; None while it is still on its way."""
+    start = procfs.process_start_time(pid)
+    if start is None:
+        return 0, 0
+    if not procfs.is_alive(pid, start):  # exited, not yet reaped by runc
+        return pid, start
+    # An empty argv: in the middle of an execve (the new image's args not set up yet).
+    argv = procfs.cmdline(pid)
+    if not argv or argv[:2] == [ENV_PATH, "--"] or procfs.comm(pid) == _RUNC_INIT_COMM:
+        return None
+    return pid, start

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sheep_runtime.errors import InvalidArgument, KernelError
 from sheep_runtime.model import ExitStatus, ProcessHandle, ProcessSpec
+from sheep_runtime.ops.specs import ALL_CAPABILITIES
 from tests.fakes.calls import CallLog
 from tests.fakes.kernel import FakeKernel
 
@@ -55,6 +56,8 @@ class FakeProcesses:
         self._procs: dict[int, _Process] = {}
         self.exit_records: dict[Path, ExitStatus] = {}
         self.sigterm_exit_code: int | None = 143
+        # What the daemon's own bounding set allows; a test may narrow it.
+        self.capabilities: frozenset[str] = frozenset(ALL_CAPABILITIES)
 
     # -- the Protocol -------------------------------------------------------------
 

@@ -74,6 +74,18 @@ async def test_cap_add_widens_the_default_set(daemon: Daemon) -> None:
     assert "CAP_NET_ADMIN" not in daemon.machine.processes.spec_of(plain.id).capabilities
 
 
+async def test_a_capability_sheepd_lacks_is_refused_before_anything_is_made(
+        daemon: Daemon) -> None:
+    daemon.machine.processes.capabilities -= {"CAP_SYS_RESOURCE"}
+    before = await daemon.snapshot()
+    e = await rpc_error(daemon.api.CreateContainer(pb.CreateContainerRequest(
+        command=["sleep", "inf"], cap_add=["SYS_RESOURCE"])))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "CAP_SYS_RESOURCE" in e.details()
+    assert not changes(before, await daemon.snapshot())
+    every = await create(daemon, "every", cap_add=["ALL"])
+    assert "CAP_SYS_RESOURCE" not in every.capabilities and "CAP_SYS_ADMIN" in every.capabilities
+
+
 async def test_restart_adopts_running_containers_and_changes_nothing(daemon: Daemon) -> None:
     web = await create(daemon, "web")
     job = await create(daemon, "job")
