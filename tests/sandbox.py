@@ -66,13 +66,15 @@ class Sandbox:
 
     # -- daemon -------------------------------------------------------------------
 
-    def start(self, *, extra: Sequence[str] = (),
-              wait: bool = True) -> None:
+    def start(self, *, extra: Sequence[str] = (), wait: bool = True,
+              sheepd: Sequence[str] = (sys.executable, "-m", "sheep_runtime.daemon")) -> None:
+        """Start `sheepd` (an argv prefix: another install's `sheepd` script) in the
+        sandbox, with its dirs, bridge and metrics port."""
         env = dict(os.environ)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the daemon owns it
         self.proc = subprocess.Popen(
-            ["nsenter", f"--net={self.netns}", "--", sys.executable, "-m",
-             "sheep_runtime.daemon", "--state-dir", str(self.state_dir),
+            ["nsenter", f"--net={self.netns}", "--", *sheepd,
+             "--state-dir", str(self.state_dir),
              "--run-dir", str(self.run_dir), "--bridge", self.bridge,
              "--default-subnet", self.subnet,
              "--metrics-addr", f"127.0.0.1:{self.metrics_port}", "--log-level", "debug",
@@ -158,15 +160,20 @@ class Sandbox:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop(signal.SIGKILL)
-        kill_containers(self.state_dir)
+        kill_containers(self.state_dir, self.run_dir)
         unpin_all(self.run_dir / "netns")
         sh("ip", "netns", "del", self.name, check=False)
 
 
-def kill_containers(state_dir: Path) -> None:
-    """SIGKILL every container shim (its command line names its container dir under
-    `state_dir`); the kernel then kills the command (the shim sets pdeathsig)."""
-    sh("pkill", "-KILL", "-f", f"shim.sh [0-9a-f]{{64}} {state_dir}/containers/", check=False)
+def kill_containers(state_dir: Path, run_dir: Path) -> None:
+    """Kill and delete every container of the daemon's runc root (their state and
+    cgroups go too), then SIGKILL any supervisor left (its command line names its
+    container dir under `state_dir`)."""
+    root = str(run_dir / "runc")
+    for cid in sh("runc", "--root", root, "list", "-q", check=False).stdout.split():
+        sh("runc", "--root", root, "delete", "--force", cid, check=False)
+    sh("pkill", "-KILL", "-f", f"shim.sh --supervise [0-9a-f]{{64}} {state_dir}/containers/",
+       check=False)
 
 
 def unpin_all(netns_dir: Path) -> None:

@@ -190,6 +190,7 @@ class Attacher:
         then `remove_records` is not called at all: a retry finishes the job."""
         t = Teardown("detach", self._metrics)
         t_start = time.perf_counter()
+        whole_container = remove_records is not None
         keys = [a.host_interface for a in attachments if a.ports]
         if keys and not await t.step("firewall", lambda: self._firewall.withdraw(keys)):
             self._firewall.retry_later()
@@ -208,8 +209,9 @@ class Attacher:
             self._firewall.retry_later()  # the rules of the kept ones come back
         for a in unplugged:
             net = self._networks.get_by_id(a.network_id)
-            self._metrics.teardown_seconds.labels(net.name, "total").observe(
-                time.perf_counter() - t_start)
+            if not whole_container:  # the histogram times DetachNetwork calls
+                self._metrics.teardown_seconds.labels(net.name, "total").observe(
+                    time.perf_counter() - t_start)
             self._events.publish("network.detached", container_id=a.container_id,
                                  network=net.name, attributes={"address": str(a.address)})
         return t

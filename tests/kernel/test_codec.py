@@ -170,6 +170,6 @@ def test_requests_are_well_formed() -> None:
     assert (link[0].name, link[0].kind, link[0].mac, link[0].mtu, link[0].up) == (
         "shpbr0", "bridge", "02:5e:00:00:00:01", 1400, False)
     neigh = m.neighbour(4, IPv4Address("10.0.0.1"), "02:00:00:00:00:01")
-    assert c.NDMSG.unpack_from(neigh, 16)[2] == m.NUD_PERMANENT
+    assert c.NDMSG.unpack_from(neigh, 16)[2] == c.NUD_PERMANENT
     fdb = m.static_fdb(4, "02:00:00:00:00:01")
-    assert c.NDMSG.unpack_from(fdb, 16)[2:4] == (m.NUD_NOARP, m.NTF_MASTER)
+    assert c.NDMSG.unpack_from(fdb, 16)[2:4] == (c.NUD_NOARP, m.NTF_MASTER)
