@@ -55,6 +55,7 @@ class FakeProcesses:
         self._pids = count(1000, 2)
         self._procs: dict[int, _Process] = {}
         self.exit_records: dict[Path, ExitStatus] = {}
+        self.corrupt_records: set[Path] = set()  # read_exit_status raises for these
         self.sigterm_exit_code: int | None = 143
         # What the daemon's own bounding set allows; a test may narrow it.
         self.capabilities: frozenset[str] = frozenset(ALL_CAPABILITIES)
@@ -119,6 +120,8 @@ class FakeProcesses:
 
     def read_exit_status(self, container_dir: Path) -> ExitStatus | None:
         self._calls.record("processes.read_exit_status", mutating=False)
+        if container_dir in self.corrupt_records:
+            raise KernelError(f"corrupt exit status in {container_dir}/exit")
         return self.exit_records.get(container_dir)
 
     def rotate_log(self, container_dir: Path) -> bool:
