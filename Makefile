@@ -7,10 +7,73 @@ APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-v
 PROTO := proto/sheep/runtime/v1/runtime.proto
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
+# `make install` links the commands into $(DESTDIR)$(PREFIX)/bin; the unit goes to
+# $(DESTDIR)$(UNITDIR) with ExecStart=$(PREFIX)/bin/sheepd.
+PREFIX ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+VENV_BIN = $(abspath $(VENV))/bin
+COMMANDS := sheepd sheepctl sheep-cni
+UNIT := deploy/systemd/sheepd.service
+UNIT_SED := s|/usr/local/bin/sheepd|$(PREFIX)/bin/sheepd|g
+SYSTEMCTL ?= systemctl
 
-.PHONY: install apt proto check-proto api-docs check-api node run stop observe observe-stop check-dashboard test unit lint bench clean
+.PHONY: venv install uninstall install-systemd uninstall-systemd install-cni apt proto check-proto api-docs check-api node run stop observe observe-stop check-dashboard test test-fast unit lint bench clean
 
-install: $(VENV)/.installed
+venv: $(VENV)/.installed
+
+# The commands (those the venv has) where a shell finds them: symlinks into the venv.
+# A file there that is not our link is never replaced; `make uninstall` removes
+# exactly these links.
+install: venv
+	@mkdir -p $(BINDIR)
+	@for c in $(COMMANDS); do \
+	  [ -x $(VENV_BIN)/$$c ] || continue; \
+	  dest=$(BINDIR)/$$c; \
+	  if { [ -e $$dest ] || [ -L $$dest ]; } && [ "$$(readlink $$dest)" != $(VENV_BIN)/$$c ]; then \
+	    echo "$$dest exists and is not a link to $(VENV_BIN)/$$c: not replacing it" >&2; \
+	    exit 1; \
+	  fi; \
+	  ln -sfn $(VENV_BIN)/$$c $$dest && echo "$$dest -> $(VENV_BIN)/$$c"; \
+	done
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
+	  *) echo "note: $(PREFIX)/bin is not on your PATH";; esac
+
+uninstall:
+	@for c in $(COMMANDS); do \
+	  dest=$(BINDIR)/$$c; \
+	  if [ -L $$dest ] && [ "$$(readlink $$dest)" = $(VENV_BIN)/$$c ]; then \
+	    rm -f $$dest && echo "removed $$dest"; \
+	  fi; \
+	done
+
+# The systemd unit, pointing at $(PREFIX)/bin/sheepd. Start it with
+# `systemctl enable --now sheepd`; `make uninstall-systemd` removes it if unchanged.
+install-systemd: install
+	@mkdir -p $(DESTDIR)$(UNITDIR)
+	@sed '$(UNIT_SED)' $(UNIT) | install -m 0644 /dev/stdin $(DESTDIR)$(UNITDIR)/sheepd.service
+	@echo "$(DESTDIR)$(UNITDIR)/sheepd.service installed"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(SYSTEMCTL) daemon-reload; \
+	  echo "start it: systemctl enable --now sheepd"; fi
+
+uninstall-systemd:
+	@unit=$(DESTDIR)$(UNITDIR)/sheepd.service; \
+	if [ -f $$unit ] && sed '$(UNIT_SED)' $(UNIT) | cmp -s - $$unit; then \
+	  if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	    $(SYSTEMCTL) disable --now sheepd 2>/dev/null || true; fi; \
+	  rm -f $$unit && echo "removed $$unit"; \
+	  if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(SYSTEMCTL) daemon-reload; fi; \
+	elif [ -e $$unit ]; then echo "$$unit differs from $(UNIT): left in place" >&2; fi
+
+# The CNI plugin as /opt/cni/bin/sheep (one stdlib-only file, run by /usr/bin/python3)
+# and the example conflist; an existing conflist that differs is left in place.
+install-cni:
+	@install -D -m 0755 sheep_runtime/cni/plugin.py $(DESTDIR)/opt/cni/bin/sheep
+	@echo "$(DESTDIR)/opt/cni/bin/sheep installed"
+	@conf=$(DESTDIR)/etc/cni/net.d/10-sheep.conflist; \
+	if [ -e $$conf ] && ! cmp -s deploy/cni/10-sheep.conflist $$conf; then \
+	  echo "$$conf differs from deploy/cni/10-sheep.conflist: left in place" >&2; \
+	else install -D -m 0644 deploy/cni/10-sheep.conflist $$conf && echo "$$conf installed"; fi
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -30,16 +93,16 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml | apt
 # The generated code has two homes, so that neither package needs the other: the
 # client's `sheep.runtime.v1` and the daemon's `sheep_runtime.api.v1` (same descriptor,
 # so both load in one process). scripts/gen-proto.sh writes both; --check compares.
-proto: install
+proto: venv
 	@scripts/gen-proto.sh $(PY)
 
-check-proto: install
+check-proto: venv
 	@scripts/gen-proto.sh $(PY) --check
 
-api-docs: install
+api-docs: venv
 	$(PY) scripts/gen-api-docs.py
 
-check-api: install
+check-api: venv
 	$(PY) scripts/gen-api-docs.py --check && $(PY) scripts/gen-api-docs.py --compat
 
 node:
@@ -54,7 +117,7 @@ stop:
 	@pid=$$(cat $(STATE_DIR)/sheepd.lock 2>/dev/null); \
 	[ -n "$$pid" ] && kill $$pid && echo "sheepd ($$pid) stopped" || echo "sheepd is not running"
 
-observe: install
+observe: venv
 	@scripts/observe.sh start
 
 observe-stop:
@@ -63,20 +126,27 @@ observe-stop:
 check-dashboard:
 	@scripts/check-dashboard.sh
 
-lint: install
+lint: venv
 	$(VENV)/bin/ruff check sheep_runtime clients/python/sheep_client tests bench scripts
 	$(VENV)/bin/mypy sheep_runtime clients/python/sheep_client
 	$(VENV)/bin/lint-imports
 
-unit: install
+unit: venv
 	$(PY) -m pytest tests/unit -q
 
-test: install check-proto check-api lint
+# The fast tier: unit tests and the real ops layer over in-memory fakes (tests/ops),
+# run with no capabilities at all, so nothing in it can touch the kernel.
+test-fast: venv
+	setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- \
+	  $(PY) -m pytest tests/unit tests/ops -q -p no:cacheprovider
+
+test: venv check-proto check-api lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-bench: install
+bench: venv
 	$(PY) bench/bench_ipam.py
 	$(PY) bench/bench_attach.py
+	$(PY) bench/bench_cni.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info clients/python/*.egg-info

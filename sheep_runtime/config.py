@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
+from sheep_runtime import __version__
+
 DEFAULT_NETWORK = "sheep0"
 
 #: Why `--listen` alone is refused, and what to do instead.
@@ -44,6 +46,7 @@ class Config:
     default_subnet: IPv4Network
     tls: TLSFiles | None = None  # set exactly when `listen` is
     socket_group: str = ""  # group that may use the socket (mode 0660), or none (0600)
+    cni_socket: Path | None = None  # the CNI plugin's socket (mode 0600), or no CNI
 
     @property
     def db_path(self) -> Path:
@@ -69,6 +72,7 @@ def _env(name: str, default: str) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     """Build a Config from flags; every flag defaults to its SHEEP_* variable."""
     p = argparse.ArgumentParser(prog="sheepd", description="sheep-runtime daemon")
+    p.add_argument("--version", action="version", version=f"sheepd {__version__}")
     p.add_argument("--state-dir", default=_env("STATE_DIR", "/var/lib/sheep"),
                    help="SQLite state and container logs (SHEEP_STATE_DIR)")
     p.add_argument("--run-dir", default=_env("RUN_DIR", "/run/sheep"),
@@ -88,6 +92,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--socket-group", default=_env("SOCKET_GROUP", ""),
                    help="group given the socket, mode 0660: its members are root-equivalent "
                         "(SHEEP_SOCKET_GROUP)")
+    p.add_argument("--cni-socket", default=os.environ.get("SHEEP_CNI_SOCKET"),
+                   help="Unix socket of the CNI plugin, mode 0600, empty to disable "
+                        "(SHEEP_CNI_SOCKET; default RUN_DIR/cni.sock)")
     p.add_argument("--metrics-addr", default=_env("METRICS_ADDR", "127.0.0.1:9464"),
                    help="Prometheus endpoint HOST:PORT, empty to disable (SHEEP_METRICS_ADDR)")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
@@ -113,6 +120,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default_subnet=IPv4Network(a.default_subnet),
         tls=tls,
         socket_group=a.socket_group,
+        cni_socket=(run_dir / "cni.sock" if a.cni_socket is None
+                    else Path(a.cni_socket) if a.cni_socket else None),
     )
 
 

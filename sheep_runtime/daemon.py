@@ -21,6 +21,8 @@ from sheep_runtime import __version__
 from sheep_runtime.api.interceptor import runtime_service_interceptor
 from sheep_runtime.api.server import build_server
 from sheep_runtime.api.servicer import RuntimeServicer
+from sheep_runtime.cni.queue import drain_del_queue
+from sheep_runtime.cni.server import CniServer, start_cni_server
 from sheep_runtime.config import Config, parse_args
 from sheep_runtime.errors import SheepError
 from sheep_runtime.firewall import Firewall, FirewallMonitor
@@ -93,11 +95,14 @@ async def serve(config: Config) -> str | None:
             "netlink": "raw rtnetlink (netlink/codec.py)",
             "firewall": "nftables (libnftables JSON)", "store": "sqlite",
             "process": "runc (OCI runtime) under a per-container shim"})
+        cni = await _start_cni(config, rt)  # queued DELs run before anything is served
         server = await _start_api(config, rt, servicer)
         failure = await _wait_for_signal_or(rt.tasks.failed)
         log.info("stopping: draining in-flight calls (up to %.0fs)", DRAIN_SECONDS)
         servicer.close_streams()
         await server.stop(DRAIN_SECONDS)
+        if cni is not None:
+            await cni.close(DRAIN_SECONDS)
     finally:
         await rt.close()
         await close_backends(backends)
@@ -117,6 +122,15 @@ def _start_monitors(rt: Runtime, backends: Backends) -> None:
     fw_monitor = FirewallMonitor(firewall=backends.firewall)
     rt.tasks.service("firewall-monitor", lambda: fw_monitor.run(rt.firewall.repair_if_broken),
                      restart=False)
+
+
+async def _start_cni(config: Config, rt: Runtime) -> CniServer | None:
+    """Drain the DELs the plugin queued while sheepd was down, then serve the CNI
+    socket (unless disabled)."""
+    if config.cni_socket is None:
+        await drain_del_queue(rt.cni, state_dir=config.state_dir)
+        return None
+    return await start_cni_server(rt.cni, socket=config.cni_socket, state_dir=config.state_dir)
 
 
 def _count_event(metrics: Metrics, kind: str, lag: float) -> None:

@@ -52,7 +52,10 @@ class FailedPrecondition(SheepError):
 
 
 class KernelError(SheepError):
-    """A kernel operation (netlink, mount, namespaces) failed."""
+    """A kernel operation (netlink, mount, namespaces) failed; `errno` is the kernel's
+    code when one is known."""
+
+    errno: int | None = None
 
 
 class FirewallError(KernelError):

@@ -8,6 +8,7 @@ collector, recovery and the firewall treat CNI attachments exactly like our own.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -16,7 +17,13 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from sheep_runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from sheep_runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    KernelError,
+    NotFound,
+)
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Attachment, Container, ContainerState, Network, PortMapping
 from sheep_runtime.names import validate_ifname
@@ -118,6 +125,14 @@ class CniService:
                     a = await self._attacher.attach(c, plan, inside=inside)
                 finally:
                     inside.close()
+            except KernelError as e:
+                self._store.remove_container(sid)
+                if e.errno == errno.EEXIST:
+                    raise AlreadyExists(
+                        f"CNI ADD: an interface named {req.key.ifname} already exists in "
+                        f"{req.netns[:128]}", reason="INTERFACE_TAKEN",
+                        resource_type="interface", resource_name=req.key.ifname) from e
+                raise
             except BaseException:
                 self._store.remove_container(sid)
                 raise

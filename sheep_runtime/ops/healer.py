@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from sheep_runtime.metrics import Metrics
@@ -176,6 +177,11 @@ class Healer:
                              attributes={"host_interface": a.host_interface})
         c = self._store.container(a.container_id)
         if c is not None and c.state == ContainerState.RUNNING:
+            if not os.path.exists(c.netns_path):
+                # e.g. a CNI sandbox deleted before its DEL: leak collection releases it
+                log.info("not re-plugging %s: netns %s is gone", a.host_interface,
+                         c.netns_path)
+                return
             await self._attacher.replug(c, a, net)
             self._repaired(a, net, "missing")
             return
