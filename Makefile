@@ -2,8 +2,13 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# runc starts containers; golang-github-containers-common ships the default seccomp profile.
 APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps \
-  prometheus
+  runc golang-github-containers-common prometheus
+# What the tests need besides: podman and the CNI plugins (the CNI tier and baselines),
+# busybox-static (podman's rootfs), openssl (mTLS recipes), gcc (a containment test),
+# systemd (systemd-analyze). Node.js for the Node client comes from `make node`.
+TEST_APT_PACKAGES := podman containernetworking-plugins busybox-static openssl gcc systemd
 PROTO := proto/sheep/runtime/v1/runtime.proto
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
@@ -18,7 +23,7 @@ UNIT := deploy/systemd/sheepd.service
 UNIT_SED := s|/usr/local/bin/sheepd|$(PREFIX)/bin/sheepd|g
 SYSTEMCTL ?= systemctl
 
-.PHONY: venv install uninstall install-systemd uninstall-systemd install-cni apt proto check-proto api-docs check-api node run stop observe observe-stop check-dashboard test test-fast unit lint bench clean
+.PHONY: apt-test venv install uninstall install-systemd uninstall-systemd install-cni apt proto check-proto api-docs check-api node run stop observe observe-stop check-dashboard test test-fast unit lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -76,11 +81,10 @@ install-cni:
 	else install -D -m 0644 deploy/cni/10-sheep.conflist $$conf && echo "$$conf installed"; fi
 
 apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing apt packages: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@scripts/apt-install.sh $(APT_PACKAGES)
+
+apt-test:
+	@scripts/apt-install.sh $(TEST_APT_PACKAGES)
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml | apt
 	python3 -m venv $(VENV)
@@ -140,7 +144,7 @@ test-fast: venv
 	setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- \
 	  $(PY) -m pytest tests/unit tests/ops -q -p no:cacheprovider
 
-test: venv check-proto check-api lint
+test: venv apt-test check-proto check-api lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 bench: venv
