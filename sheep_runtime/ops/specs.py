@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 
 from sheep_runtime.errors import InvalidArgument
 from sheep_runtime.ipam.subnets import parse_address
-from sheep_runtime.model import DEFAULT_CAPABILITIES, PortMapping
+from sheep_runtime.model import ALL_CAPABILITIES, DEFAULT_CAPABILITIES, PortMapping
 from sheep_runtime.names import validate_ifname, validate_name
 from sheep_runtime.ops.ports import validate_ports
 
@@ -24,17 +24,6 @@ NETWORK_MODES = ("", "none")
 MAX_ARG_STRLEN = 32 * 4096
 ARG_MAX = os.sysconf("SC_ARG_MAX")
 _EXEC_MARGIN = 16 * 1024
-#: Every capability of Linux 6.x (CAP_LAST_CAP = 40), for `cap_add` and `privileged`.
-ALL_CAPABILITIES: tuple[str, ...] = tuple(f"CAP_{n}" for n in (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"))
-
-
 @dataclass(frozen=True)
 class AttachSpec:
     """One network to attach: by name or id, with an optional static address."""

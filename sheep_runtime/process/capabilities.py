@@ -5,17 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sheep_runtime.errors import InvalidArgument, KernelError
+from sheep_runtime.model import ALL_CAPABILITIES
 
-#: Capability names by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE = 40).
-NAMES: tuple[str, ...] = tuple(f"CAP_{n}" for n in (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-))
+NAMES = ALL_CAPABILITIES  # by number: bit N of a mask is NAMES[N]
 
 
 def from_mask(mask: int) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
-from sheep_runtime.ops.specs import ALL_CAPABILITIES
+from sheep_runtime.model import ALL_CAPABILITIES
 from sheep_runtime.process.capabilities import from_mask
 from tests.sandbox import Sandbox, sandbox
 

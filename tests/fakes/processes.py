@@ -18,8 +18,7 @@ from itertools import count
 from pathlib import Path
 
 from sheep_runtime.errors import InvalidArgument, KernelError
-from sheep_runtime.model import ExitStatus, ProcessHandle, ProcessSpec
-from sheep_runtime.ops.specs import ALL_CAPABILITIES
+from sheep_runtime.model import ALL_CAPABILITIES, ExitStatus, ProcessHandle, ProcessSpec
 from tests.fakes.calls import CallLog
 from tests.fakes.kernel import FakeKernel
 
