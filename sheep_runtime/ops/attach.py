@@ -195,14 +195,12 @@ class Attacher:
         if keys and not await t.step("firewall", lambda: self._firewall.withdraw(keys)):
             self._firewall.retry_later()
         unplugged = [a for a in attachments if await self._unplug(a, t)]
-        if len(unplugged) < len(attachments):
-            remove_records = None if remove_records is None else _nothing
         if remove_records is None:
-            def remove_records() -> None:
-                for a in unplugged:
-                    self._store.remove_attachment(a.container_id, a.network_id)
+            remove_records = partial(self._remove_records, unplugged)
+        elif len(unplugged) < len(attachments):
+            remove_records = None  # the container's record stays with the kept attachment
         # A lease is free only once no record holds it (else a restart would see both).
-        if await t.step("record", remove_records) and remove_records is not _nothing:
+        if remove_records is not None and await t.step("record", remove_records):
             self.release(unplugged)
         self._firewall.forget(keys)
         if len(unplugged) < len(attachments) and keys:
@@ -221,12 +219,14 @@ class Attacher:
         if not await t.step("veth", partial(self._links.delete_link, a.host_interface)):
             return False
         bridge = self._networks.bridge_index_or_none(a.network_id)
-        if bridge is not None:
-            # A leftover neighbour is harmless: the next holder of the address gets the
-            # same MAC (it derives from the address).
+        if bridge is not None:  # a neighbour left by a failure is collected as a leak
             await t.step("bridge neighbour", partial(
                 self._links.remove_bridge_entries, bridge_index=bridge, address=a.address.ip))
         return True
+
+    def _remove_records(self, attachments: Sequence[Attachment]) -> None:
+        for a in attachments:
+            self._store.remove_attachment(a.container_id, a.network_id)
 
     def release(self, attachments: Sequence[Attachment]) -> None:
         """Return the addresses and host ports of attachments whose records are gone."""
@@ -239,7 +239,3 @@ class Attacher:
                                      network=net.name,
                                      attributes={"address": str(a.address.ip)})
             self._networks.update_gauges(net)
-
-
-def _nothing() -> None:
-    """A records step that keeps every record (see `Attacher.detach`)."""
