@@ -103,9 +103,23 @@ class Metrics:
         self.recovery_errors = Counter(
             "sheep_recovery_errors", "Records recovery could not make sense of, by kind.",
             ["kind"], registry=r)
+        self.loop_lag = Histogram(
+            "sheep_event_loop_lag_seconds",
+            "How late the event loop ran a callback scheduled 100 ms ahead.",
+            buckets=LATENCY_BUCKETS, registry=r)
         self.task_failures = Counter(
             "sheep_task_failures", "Background tasks that died of an unexpected error.",
             ["task"], registry=r)
+        self.dns_queries = Counter(
+            "sheep_dns_queries", "DNS queries answered, by query type and result "
+            "(answered, nxdomain, forwarded, servfail, refused).", ["type", "result"],
+            registry=r)
+        self.dns_forward_seconds = Histogram(
+            "sheep_dns_forward_duration_seconds",
+            "Time for an upstream resolver to answer a forwarded query (cache misses).",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.dns_cache_hits = Counter("sheep_dns_cache_hits",
+                                      "Forwarded queries answered from the cache.", registry=r)
 
     def set_build_info(self, *, version: str, pyroute2: str) -> None:
         self.build_info.info({"version": version, "python": platform.python_version(),

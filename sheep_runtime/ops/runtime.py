@@ -20,7 +20,7 @@ from sheep_runtime.ops.healer import Healer
 from sheep_runtime.ops.networks import NetworkRegistry
 from sheep_runtime.ops.ports import PortTable
 from sheep_runtime.ops.recovery import Recovery, RecoveryReport, collect_leaks
-from sheep_runtime.ops.tasks import TaskSupervisor
+from sheep_runtime.ops.tasks import TaskSupervisor, measure_loop_lag
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Runtime:
         self.cni.started = True
         self.tasks.service("leak-collector", self._collect_leaks_periodically)
         self.tasks.service("log-rotation", self._rotate_logs_periodically)
+        self.tasks.service("loop-lag", lambda: measure_loop_lag(self.metrics))
         return report
 
     async def _collect_leaks_periodically(self) -> None:

@@ -77,3 +77,16 @@ class TaskSupervisor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+LOOP_LAG_INTERVAL = 0.1
+
+
+async def measure_loop_lag(metrics: Metrics) -> None:
+    """Every 100 ms, observe how much later than asked the loop woke us: anything that
+    blocks the loop (a slow syscall, a big JSON) shows here."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LOOP_LAG_INTERVAL
+        await asyncio.sleep(LOOP_LAG_INTERVAL)
+        metrics.loop_lag.observe(max(0.0, loop.time() - due))
