@@ -99,11 +99,24 @@ class PortRule:
 
 
 @dataclass(frozen=True)
+class ClusterRules:
+    """Cluster mode: the cluster network (never masqueraded inside), the device peer
+    traffic arrives on (the VXLAN device, or the underlay link for host-gw), and the
+    peers' underlay addresses (the only sources allowed to send VXLAN to `port`)."""
+
+    network: IPv4Network
+    device: str
+    port: int
+    peers: tuple[IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True)
 class FirewallState:
     """The complete desired contents of our table."""
 
     networks: tuple[NetworkRules, ...] = ()
     ports: tuple[PortRule, ...] = ()
+    cluster: ClusterRules | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,7 @@ def build_ruleset(state: FirewallState, *, table: str = "sheep") -> list[Json]:
         if elems:
             body["elem"] = elems
         cmds.append({"add": {kind: body}})
-    for name, hook in _base_chains():
+    for name, hook in _base_chains(cluster=state.cluster is not None):
         cmds.append({"add": {"chain": {**base, "name": name, **hook}}})
     for chain, exprs in _rules(state):
         cmds.append({"add": {"rule": {**base, "chain": chain, "expr": exprs}}})
@@ -217,7 +230,9 @@ def _sets(state: FirewallState) -> list[tuple[str, str, Json, list[Any]]]:
             shifted.extend([_port_key(p.host_ip, p.protocol, p.host_port + i),
                             p.container_port + i] for i in range(p.count))
     addr_key = ["ipv4_addr", "inet_proto", "inet_service"]
-    return [
+    peers = ([("set", "cluster_peers", {"type": "ipv4_addr"},
+               [str(a) for a in state.cluster.peers])] if state.cluster else [])
+    return [*peers,
         ("set", "bridges", {"type": "ifname"}, [n.bridge for n in nets]),
         ("set", "internal", {"type": "ifname"}, [n.bridge for n in nets if n.internal]),
         ("map", "same_bridge", {"type": ["ifname", "ifname"], "map": "verdict"},
@@ -230,7 +245,7 @@ def _sets(state: FirewallState) -> list[tuple[str, str, Json, list[Any]]]:
     ]
 
 
-def _base_chains() -> list[tuple[str, Json]]:
+def _base_chains(*, cluster: bool) -> list[tuple[str, Json]]:
     def hook(kind: str, name: str, prio: int) -> Json:
         return {"type": kind, "hook": name, "prio": prio, "policy": "accept"}
     return [
@@ -240,6 +255,7 @@ def _base_chains() -> list[tuple[str, Json]]:
         ("publish", {}),
         ("snat", hook("nat", "postrouting", 100)),
         ("forward", hook("filter", "forward", 0)),
+        *([("cluster_in", hook("filter", "input", 0))] if cluster else []),
     ]
 
 
@@ -271,8 +287,10 @@ def _rules(state: FirewallState) -> list[tuple[str, list[Json]]]:
         ("snat", [_match(oif, "@bridges"), _match(saddr, loopback), masq]),
         ("snat", [dnatted, _match({"concat": [oif, saddr]}, "@hairpin"), masq]),
     ]
+    cl = state.cluster
     rules += [("snat", [_match(saddr, _prefix(n.subnet)), _match(oif, n.bridge, op="!="),
-                        masq]) for n in state.networks if not n.internal]
+                        *_leaving(cl, n, daddr), masq])
+              for n in state.networks if not n.internal]
     rules += [
         ("forward", [_match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
                      accept]),
@@ -280,9 +298,25 @@ def _rules(state: FirewallState) -> list[tuple[str, list[Json]]]:
         ("forward", [{"vmap": {"key": {"concat": [iif, oif]}, "data": "@same_bridge"}}]),
         ("forward", [_match(iif, "@internal"), drop]),
         ("forward", [_match(oif, "@internal"), drop]),
-        ("forward", [_match(oif, "@bridges"), drop]),
     ]
+    if cl is not None:
+        rules += [("forward", [_match(iif, cl.device), _match(saddr, _prefix(cl.network)),
+                               _match(oif, n.bridge), accept])
+                  for n in state.networks if n.subnet.subnet_of(cl.network)]
+        # VXLAN has no authentication: only the peers may inject frames (GHSA-vwm3-crmr-xfxw).
+        rules.append(("cluster_in", [
+            _match({"payload": {"protocol": "udp", "field": "dport"}}, cl.port),
+            _match(saddr, "@cluster_peers", op="!="), drop]))
+    rules.append(("forward", [_match(oif, "@bridges"), drop]))
     return rules
+
+
+def _leaving(cluster: ClusterRules | None, net: NetworkRules, daddr: Json) -> list[Json]:
+    """In cluster mode a slice of the cluster network is masqueraded only on its way
+    out of the cluster: container-to-container traffic across hosts keeps its source."""
+    if cluster is None or not net.subnet.subnet_of(cluster.network):
+        return []
+    return [_match(daddr, _prefix(cluster.network), op="!=")]
 
 
 def _meta(key: str) -> Json:

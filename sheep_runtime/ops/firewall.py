@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from sheep_runtime.errors import FirewallError, SheepError
-from sheep_runtime.firewall.rules import FirewallState, NetworkRules, PortRule
+from sheep_runtime.firewall.rules import ClusterRules, FirewallState, NetworkRules, PortRule
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Attachment, Network
 from sheep_runtime.ops.backends import Firewall, Store
@@ -42,6 +42,8 @@ class FirewallSync:
         self._pending: dict[str, tuple[PortRule, ...]] = {}
         self._withdrawn: set[str] = set()
         self._retrying: asyncio.Task[None] | None = None
+        # Cluster mode: the overlay's rules (peers' VXLAN, no masquerade inside).
+        self.cluster: ClusterRules | None = None
 
     def desired(self) -> FirewallState:
         networks = {n.id: n for n in self._store.networks()}
@@ -51,7 +53,7 @@ class FirewallSync:
                      for r in rules_of(a, networks[a.network_id])]
         pending = [r for rules in self._pending.values() for r in rules]
         return FirewallState(networks=tuple(NetworkRules.of(n) for n in networks.values()),
-                             ports=tuple(committed + pending))
+                             ports=tuple(committed + pending), cluster=self.cluster)
 
     async def sync(self) -> None:
         """Apply the desired state (one atomic transaction)."""
