@@ -7,8 +7,11 @@ APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-v
   runc golang-github-containers-common prometheus
 # What the tests need besides: podman and the CNI plugins (the CNI tier and baselines),
 # busybox-static (podman's rootfs), openssl (mTLS recipes), gcc (a containment test),
-# systemd (systemd-analyze). Node.js for the Node client comes from `make node`.
-TEST_APT_PACKAGES := podman containernetworking-plugins busybox-static openssl gcc systemd
+# systemd (systemd-analyze), etcd (the cluster lab). Node.js comes from `make node`.
+TEST_APT_PACKAGES := podman containernetworking-plugins busybox-static openssl gcc systemd \
+  etcd-server etcd-client
+# The baselines `make bench` measures against.
+BENCH_APT_PACKAGES := containernetworking-plugins dnsmasq-base
 PROTO := proto/sheep/runtime/v1/runtime.proto
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
@@ -115,7 +118,7 @@ node:
 	cd clients/node && npm install --no-audit --no-fund
 
 run: install
-	@scripts/run-demo.sh
+	@PREFIX=$(PREFIX) scripts/run-demo.sh
 
 stop:
 	@pid=$$(cat $(STATE_DIR)/sheepd.lock 2>/dev/null); \
@@ -142,15 +145,17 @@ unit: venv
 # run with no capabilities at all, so nothing in it can touch the kernel.
 test-fast: venv
 	setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- \
-	  $(PY) -m pytest tests/unit tests/ops -q -p no:cacheprovider
+	  $(PY) -m pytest tests/unit tests/ops tests/dns/test_names.py -q -p no:cacheprovider
 
 test: venv apt-test check-proto check-api lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 bench: venv
+	@scripts/apt-install.sh $(BENCH_APT_PACKAGES)
 	$(PY) bench/bench_ipam.py
 	$(PY) bench/bench_attach.py
 	$(PY) bench/bench_cni.py
+	$(PY) bench/bench_dns.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info clients/python/*.egg-info

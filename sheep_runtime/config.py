@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -32,6 +33,22 @@ class TLSFiles:
 
 
 @dataclass(frozen=True)
+class ClusterFlags:
+    """Cluster mode (`--cluster-etcd`): how this node joins the etcd-coordinated
+    cluster network."""
+
+    etcd: tuple[str, ...]
+    node_name: str
+    underlay_address: str  # "" = the source address of the route to the first endpoint
+    network: IPv4Network
+    subnet_len: int
+    backend: str
+    etcd_cacert: Path | None = None
+    etcd_cert: Path | None = None
+    etcd_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything `sheepd` needs to know at start."""
 
@@ -47,6 +64,9 @@ class Config:
     tls: TLSFiles | None = None  # set exactly when `listen` is
     socket_group: str = ""  # group that may use the socket (mode 0660), or none (0600)
     cni_socket: Path | None = None  # the CNI plugin's socket (mode 0600), or no CNI
+    cluster: ClusterFlags | None = None  # cluster mode, or single host
+    # Upstream DNS resolvers as "IP" or "IP:PORT"; none: the host's /etc/resolv.conf
+    dns_upstreams: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -105,8 +125,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="bridge of the default network sheep0 (SHEEP_BRIDGE)")
     p.add_argument("--default-subnet", default=_env("DEFAULT_SUBNET", "10.20.0.0/16"),
                    help="subnet of the default network (SHEEP_DEFAULT_SUBNET)")
+    p.add_argument("--dns-upstream", default=_env("DNS_UPSTREAM", ""),
+                   help="comma-separated upstream resolvers (IP or IP:PORT) for names that "
+                        "are not containers' (SHEEP_DNS_UPSTREAM; default: the host's "
+                        "/etc/resolv.conf)")
+    _add_cluster_flags(p)
     a = p.parse_args(argv)
     tls = _listen_tls(p, a)
+    cluster = _cluster_flags(p, a)
     run_dir = Path(a.run_dir)
     return Config(
         state_dir=Path(a.state_dir),
@@ -122,6 +148,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         socket_group=a.socket_group,
         cni_socket=(run_dir / "cni.sock" if a.cni_socket is None
                     else Path(a.cni_socket) if a.cni_socket else None),
+        cluster=cluster,
+        dns_upstreams=tuple(u.strip() for u in a.dns_upstream.split(",") if u.strip()),
     )
 
 
@@ -140,3 +168,44 @@ def _listen_tls(p: argparse.ArgumentParser, a: argparse.Namespace) -> TLSFiles |
         p.error(f"{LISTEN_NEEDS_TLS} (missing: {', '.join(missing)})")
     return TLSFiles(cert=Path(a.tls_cert), key=Path(a.tls_key),
                     client_ca=Path(a.tls_client_ca))
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster mode")
+    g.add_argument("--cluster-etcd", default=_env("CLUSTER_ETCD", ""),
+                   help="etcd endpoints URL[,URL]: turns cluster mode on (SHEEP_CLUSTER_ETCD)")
+    g.add_argument("--node-name", default=_env("NODE_NAME", socket.gethostname()),
+                   help="this node's name in the cluster (SHEEP_NODE_NAME; default: hostname)")
+    g.add_argument("--underlay-address", default=_env("UNDERLAY_ADDRESS", ""),
+                   help="address peers reach this host at (SHEEP_UNDERLAY_ADDRESS; default: "
+                        "the source address of the route to the first etcd endpoint)")
+    g.add_argument("--cluster-network", default=_env("CLUSTER_NETWORK", "10.20.0.0/16"),
+                   help="the cluster's container network (SHEEP_CLUSTER_NETWORK)")
+    g.add_argument("--cluster-subnet-len", type=int,
+                   default=int(_env("CLUSTER_SUBNET_LEN", "24")),
+                   help="prefix length of each node's slice (SHEEP_CLUSTER_SUBNET_LEN)")
+    g.add_argument("--cluster-backend", default=_env("CLUSTER_BACKEND", "vxlan"),
+                   choices=["vxlan", "host-gw"], help="(SHEEP_CLUSTER_BACKEND)")
+    for name in ("cacert", "cert", "key"):
+        g.add_argument(f"--etcd-{name}", default=_env(f"ETCD_{name.upper()}", ""),
+                       help=f"PEM {name} for etcd's TLS (SHEEP_ETCD_{name.upper()})")
+
+
+def _cluster_flags(p: argparse.ArgumentParser, a: argparse.Namespace) -> ClusterFlags | None:
+    if not a.cluster_etcd:
+        return None
+    try:
+        network = IPv4Network(a.cluster_network)
+    except ValueError as e:
+        p.error(f"--cluster-network: {e}")
+    if not network.prefixlen < a.cluster_subnet_len <= 30:
+        p.error(f"--cluster-subnet-len {a.cluster_subnet_len} does not fit in {network}")
+    if bool(a.etcd_cert) != bool(a.etcd_key):
+        p.error("--etcd-cert and --etcd-key go together")
+    return ClusterFlags(
+        etcd=tuple(u.strip() for u in a.cluster_etcd.split(",") if u.strip()),
+        node_name=a.node_name, underlay_address=a.underlay_address, network=network,
+        subnet_len=a.cluster_subnet_len, backend=a.cluster_backend,
+        etcd_cacert=Path(a.etcd_cacert) if a.etcd_cacert else None,
+        etcd_cert=Path(a.etcd_cert) if a.etcd_cert else None,
+        etcd_key=Path(a.etcd_key) if a.etcd_key else None)

@@ -4,6 +4,7 @@ serves the API until SIGTERM/SIGINT, then drains and exits 0."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import logging
 import os
@@ -11,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version as dist_version
+from ipaddress import IPv4Address
 from typing import IO
 
 import grpc
@@ -21,14 +23,20 @@ from sheep_runtime import __version__
 from sheep_runtime.api.interceptor import runtime_service_interceptor
 from sheep_runtime.api.server import build_server
 from sheep_runtime.api.servicer import RuntimeServicer
+from sheep_runtime.cluster import ClusterAgent, ClusterConfig, NodeSettings, SubnetLease
+from sheep_runtime.cluster.etcd import route_source
+from sheep_runtime.cluster.model import EtcdTLS
 from sheep_runtime.cni.queue import drain_del_queue
 from sheep_runtime.cni.server import CniServer, start_cni_server
-from sheep_runtime.config import Config, parse_args
+from sheep_runtime.config import DEFAULT_NETWORK, Config, parse_args
+from sheep_runtime.dns import DnsServer, Forwarder, host_upstreams, parse_upstreams
 from sheep_runtime.errors import SheepError
 from sheep_runtime.firewall import Firewall, FirewallMonitor
+from sheep_runtime.firewall.rules import ClusterRules
 from sheep_runtime.logs import setup_logging
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.netlink import LinkManager, NetlinkMonitor, PinnedNamespaces
+from sheep_runtime.netlink.vxlan import Overlay
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.runtime import Backends, Runtime, build_runtime
 from sheep_runtime.process import OciProcesses
@@ -58,20 +66,24 @@ def acquire_lock(config: Config) -> IO[str]:
     return f
 
 
-async def open_backends(config: Config) -> Backends:
-    """The real backends: netlink, pinned namespaces, nftables, SQLite, runc."""
+async def open_backends(config: Config, metrics: Metrics) -> Backends:
+    """The real backends: netlink, pinned namespaces, nftables, SQLite, runc, DNS."""
     links = LinkManager()
     await links.start()
     firewall = Firewall()
     await firewall.start()
+    upstreams = parse_upstreams(config.dns_upstreams) or host_upstreams()
+    resolver = DnsServer(forwarder=Forwarder(upstreams, metrics=metrics), metrics=metrics)
     return Backends(links=links, namespaces=PinnedNamespaces(), firewall=firewall,
                     store=Store(config.db_path),
-                    processes=OciProcesses(root=config.run_dir / "runc"))
+                    processes=OciProcesses(root=config.run_dir / "runc"), resolver=resolver)
 
 
 async def close_backends(backends: Backends) -> None:
     assert isinstance(backends.firewall, Firewall)
     assert isinstance(backends.links, LinkManager)
+    assert isinstance(backends.resolver, DnsServer)
+    await backends.resolver.close()
     await backends.firewall.close()
     await backends.links.close()
     backends.store.close()
@@ -86,11 +98,21 @@ async def serve(config: Config) -> str | None:
     metrics = Metrics()
     metrics.set_build_info(version=__version__, pyroute2=dist_version("pyroute2"))
     events = EventBus(on_publish=lambda e: metrics.events.labels(e.type).inc())
-    backends = await open_backends(config)
+    backends = await open_backends(config, metrics)
+    try:
+        config, cluster = await _join_cluster(config, backends, metrics)
+    except BaseException:
+        await close_backends(backends)
+        raise
     rt = await build_runtime(config, backends, metrics=metrics, events=events)
     try:
         await rt.start()
         _start_monitors(rt, backends)
+        if cluster is not None:
+            await cluster.start_overlay()
+            cluster.on_peers = lambda peers: _cluster_firewall(rt, cluster, peers)
+            _cluster_firewall(rt, cluster, [])
+            rt.tasks.service("cluster-watch", cluster.run)
         servicer = RuntimeServicer(runtime=rt, backends={
             "netlink": "raw rtnetlink (netlink/codec.py)",
             "firewall": "nftables (libnftables JSON)", "store": "sqlite",
@@ -106,9 +128,46 @@ async def serve(config: Config) -> str | None:
     finally:
         await rt.close()
         await close_backends(backends)
+        if cluster is not None:
+            await cluster.close()
         lock.close()
     log.info("stopped; containers keep running")
     return failure
+
+
+def _cluster_firewall(rt: Runtime, agent: ClusterAgent, peers: Sequence[SubnetLease]) -> None:
+    """Open the firewall to the current peers' VXLAN (and keep masquerade off inside)."""
+    cfg = agent.settings.config
+    rt.firewall.cluster = ClusterRules(network=cfg.network, device=agent.device, port=cfg.port,
+                                       peers=tuple(p.public_ip for p in peers))
+    rt.tasks.spawn("cluster-firewall", rt.firewall.sync())
+
+
+async def _join_cluster(config: Config, backends: Backends, metrics: Metrics
+                        ) -> tuple[Config, ClusterAgent | None]:
+    """Cluster mode: join (config CAS, this node's subnet) before the runtime is built,
+    and make the default network this node's slice of the cluster network."""
+    flags = config.cluster
+    if flags is None:
+        return config, None
+    stored = next((n.subnet for n in backends.store.networks() if n.name == DEFAULT_NETWORK),
+                  None)
+    settings = NodeSettings(
+        name=flags.node_name, endpoints=flags.etcd,
+        underlay=IPv4Address(flags.underlay_address or route_source(flags.etcd[0])),
+        config=ClusterConfig(network=flags.network, subnet_len=flags.subnet_len,
+                             backend=flags.backend),
+        tls=(EtcdTLS(cacert=flags.etcd_cacert, cert=flags.etcd_cert, key=flags.etcd_key)
+             if flags.etcd_cacert or flags.etcd_cert else None))
+    overlay = Overlay(backend=flags.backend)
+    await overlay.start()
+    agent = ClusterAgent(settings, dataplane=overlay, metrics=metrics, on_close=overlay.close)
+    try:
+        subnet = await agent.join(stored)
+    except BaseException:
+        await agent.close()
+        raise
+    return dataclasses.replace(config, default_subnet=subnet), agent
 
 
 def _start_monitors(rt: Runtime, backends: Backends) -> None:

@@ -52,6 +52,7 @@ class Network:
     internal: bool
     icc: bool
     created_at: float
+    dns: bool = True  # sheepd answers DNS on the gateway address
 
     @property
     def gateway_interface(self) -> IPv4Interface:
@@ -72,6 +73,7 @@ class Attachment:
     host_interface: str
     ports: tuple[PortMapping, ...] = ()
     seq: int = 0
+    aliases: tuple[str, ...] = ()  # extra DNS names of the container on this network
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,8 @@ class ProcessSpec:
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     privileged: bool = False
     hidden_paths: tuple[Path, ...] = ()
+    # Files of `container_dir/etc` (e.g. "resolv.conf") bind-mounted read-only at /etc.
+    etc_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

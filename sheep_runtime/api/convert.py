@@ -53,14 +53,15 @@ def port_to_pb(p: PortMapping) -> pb.PortMapping:
 
 
 def attach_spec_from_pb(*, network: str, ip: str, ports: list[pb.PortMapping],
-                        interface_name: str) -> AttachSpec:
+                        interface_name: str, aliases: list[str]) -> AttachSpec:
     return attach_spec(network=network, ip=ip, ports=[port_from_pb(p) for p in ports],
-                       interface_name=interface_name)
+                       interface_name=interface_name, aliases=aliases)
 
 
 def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
     nets = [attach_spec_from_pb(network=n.network, ip=n.ip, ports=list(n.ports),
-                                interface_name=n.interface_name) for n in r.networks]
+                                interface_name=n.interface_name, aliases=list(n.aliases))
+            for n in r.networks]
     return container_spec(name=r.name, command=list(r.command), env=dict(r.env),
                           hostname=r.hostname, networks=nets, network_mode=r.network_mode,
                           privileged=r.privileged, cap_add=list(r.cap_add))
@@ -100,7 +101,8 @@ def event_filter_from_pb(r: pb.WatchEventsRequest, *, resolve: Callable[[str], C
 def network_spec_from_pb(r: pb.CreateNetworkRequest) -> NetworkSpec:
     return NetworkSpec(name=r.name, subnet=r.subnet, gateway=r.gateway, bridge=r.bridge,
                        mtu=r.mtu, internal=r.internal,
-                       icc=r.icc if r.HasField("icc") else True)
+                       icc=r.icc if r.HasField("icc") else True,
+                       dns=r.dns if r.HasField("dns") else True)
 
 
 def attachment_to_pb(v: AttachmentView) -> pb.NetworkAttachment:
@@ -110,7 +112,7 @@ def attachment_to_pb(v: AttachmentView) -> pb.NetworkAttachment:
         ip_address=str(a.address.ip), prefix_length=a.address.network.prefixlen,
         gateway=str(a.gateway), mac_address=a.mac, host_interface=a.host_interface,
         link_state=v.link_state.value, ports=[port_to_pb(p) for p in a.ports],
-        container_id=a.container_id)
+        container_id=a.container_id, aliases=list(a.aliases))
 
 
 def container_to_pb(v: ContainerView) -> pb.Container:
@@ -134,7 +136,7 @@ def network_to_pb(v: NetworkView) -> pb.Network:
         id=n.id, name=n.name, bridge=n.bridge, subnet=str(n.subnet), gateway=str(n.gateway),
         mtu=n.mtu, internal=n.internal, icc=n.icc, leases_allocated=v.leases_allocated,
         leases_capacity=v.leases_capacity, created_at=timestamp(n.created_at),
-        containers=list(v.containers))
+        containers=list(v.containers), dns=n.dns)
 
 
 def event_to_pb(e: Event) -> pb.Event:

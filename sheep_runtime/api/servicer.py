@@ -122,7 +122,8 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
                             context: grpc.aio.ServicerContext) -> pb.NetworkAttachment:
         spec = convert.attach_spec_from_pb(network=request.network, ip=request.ip,
                                            ports=list(request.ports),
-                                           interface_name=request.interface_name)
+                                           interface_name=request.interface_name,
+                                           aliases=list(request.aliases))
         view = await self._containers.attach(request.container_id, spec)
         return convert.attachment_to_pb(view)
 

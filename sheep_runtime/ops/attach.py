@@ -95,7 +95,8 @@ class Attacher:
                 container_id=c.id, network_id=net.id, interface_name=plan.interface_name,
                 address=IPv4Interface(f"{address}/{net.subnet.prefixlen}"),
                 gateway=net.gateway, mac=container_mac(address),
-                host_interface=plan.host_interface, ports=plan.ports, seq=plan.seq)
+                host_interface=plan.host_interface, ports=plan.ports, seq=plan.seq,
+                aliases=plan.aliases)
             await self._plug(a, net, netns=Path(c.netns_path), inside=inside,
                              default_route=plan.default_route, undo=undo)
             if a.ports:

@@ -152,6 +152,34 @@ class Processes(Protocol):
         """Rotate the container's log if it outgrew its limit; True if it did."""
 
 
+class NameTable(Protocol):
+    """The container names one network's DNS askers may resolve."""
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change: answers given before a change are stale after it."""
+
+    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
+        """`name`'s addresses for `asker`; () if it names only containers `asker`
+        shares no network with (NXDOMAIN); None if it names no container (forward)."""
+
+    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
+        """The container name of `address` for `asker`; "" if it is a container's that
+        `asker` may not see (NXDOMAIN); None if no container holds it (forward)."""
+
+
+class Resolver(Protocol):
+    """Embedded DNS: UDP and TCP listeners on a network's gateway address, port 53."""
+
+    async def serve(self, *, network_id: str, address: IPv4Address, subnet: IPv4Network,
+                    names: NameTable, forward: bool) -> None:
+        """Answer askers in `subnet` from `names`, forwarding other names upstream if
+        `forward`; replaces the network's listeners if it had some."""
+
+    async def stop(self, network_id: str) -> None:
+        """Stop the network's listeners (none: no-op)."""
+
+
 class Store(Protocol):
     """Durable records: networks, containers and attachments (the leases). Reads skip
     rows that cannot be decoded and list them in `unreadable` ((table, key) -> error)."""

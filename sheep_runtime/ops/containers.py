@@ -8,6 +8,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -46,8 +47,12 @@ class ContainerService(ContainerLookup):
     def __init__(self, *, config: Config, store: Store, networks: NetworkRegistry,
                  attacher: Attacher, links: Links, namespaces: Namespaces,
                  processes: Processes, tasks: TaskSupervisor, metrics: Metrics,
-                 events: EventBus) -> None:
+                 events: EventBus,
+                 etc_files: Callable[[Container, Path], tuple[str, ...]] | None = None
+                 ) -> None:
         super().__init__(config=config, store=store, networks=networks, links=links)
+        # Writes a container's own /etc files into its dir, before its process starts.
+        self._etc_files = etc_files
         self._attacher = attacher
         self._namespaces = namespaces
         self._processes = processes
@@ -116,11 +121,13 @@ class ContainerService(ContainerLookup):
         return await self.view(c)
 
     def _process_spec(self, c: Container) -> ProcessSpec:
+        cdir = self.container_dir(c.id)
         return ProcessSpec(
             container_id=c.id, argv=c.command, env=c.env, hostname=c.hostname,
-            netns_path=Path(c.netns_path), container_dir=self.container_dir(c.id),
+            netns_path=Path(c.netns_path), container_dir=cdir,
             capabilities=c.capabilities, privileged=c.privileged,
-            hidden_paths=(self._config.state_dir, self._config.run_dir))
+            hidden_paths=(self._config.state_dir, self._config.run_dir),
+            etc_files=self._etc_files(c, cdir) if self._etc_files else ())
 
     async def _attach_all(self, c: Container, plans: tuple[AttachPlan, ...],
                           undo: UndoStack) -> None:

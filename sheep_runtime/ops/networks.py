@@ -39,6 +39,7 @@ class NetworkSpec:
     mtu: int = 0
     internal: bool = False
     icc: bool = True
+    dns: bool = True
 
 
 def plan_network(spec: NetworkSpec) -> Network:
@@ -55,7 +56,7 @@ def plan_network(spec: NetworkSpec) -> Network:
     bridge = validate_bridge_name(spec.bridge) if spec.bridge else bridge_name(nid)
     return Network(id=nid, name=name, bridge=bridge, bridge_mac=bridge_mac(nid),
                    subnet=subnet, gateway=gateway, mtu=mtu, internal=spec.internal,
-                   icc=spec.icc, created_at=time.time())
+                   icc=spec.icc, created_at=time.time(), dns=spec.dns)
 
 
 class NetworkRegistry:

@@ -30,6 +30,7 @@ class AttachPlan:
     ports: tuple[PortMapping, ...]
     default_route: bool
     seq: int
+    aliases: tuple[str, ...] = ()
 
 
 def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
@@ -61,7 +62,7 @@ def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
         AttachPlan(network=net, interface_name=name,
                    host_interface=host_veth_name(container_id, net.id), ip=spec.ip,
                    ports=spec.ports, default_route=not existing and i == 0,
-                   seq=first_seq + i)
+                   seq=first_seq + i, aliases=spec.aliases)
         for i, (spec, net, name) in enumerate(zip(requests, networks, names, strict=True)))
 
 

@@ -11,9 +11,10 @@ from sheep_runtime.config import Config
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import ContainerState
 from sheep_runtime.ops.attach import Attacher
-from sheep_runtime.ops.backends import Firewall, Links, Namespaces, Processes, Store
+from sheep_runtime.ops.backends import Firewall, Links, Namespaces, Processes, Resolver, Store
 from sheep_runtime.ops.cni import CniService
 from sheep_runtime.ops.containers import ContainerService
+from sheep_runtime.ops.dns import DnsService
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.firewall import FirewallSync
 from sheep_runtime.ops.healer import Healer
@@ -37,6 +38,7 @@ class Backends:
     firewall: Firewall
     store: Store
     processes: Processes
+    resolver: Resolver | None = None  # embedded DNS; None: containers keep the host's
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Runtime:
     healer: Healer
     recovery: Recovery
     cni: CniService
+    dns: DnsService
 
     async def start(self) -> RecoveryReport:
         """Load networks (ensuring their bridges), recover containers, apply the
@@ -64,6 +67,7 @@ class Runtime:
         report = await self.recovery.run()
         await self.cni.release_gone()
         await self.firewall.sync()
+        await self.dns.start()
         self.cni.started = True
         self.tasks.service("leak-collector", self._collect_leaks_periodically)
         self.tasks.service("log-rotation", self._rotate_logs_periodically)
@@ -104,10 +108,12 @@ async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
         ports.reserve(a.container_id, a.ports)
     attacher = Attacher(store=b.store, networks=networks, links=b.links, firewall=firewall,
                         ports=ports, metrics=metrics, events=events)
+    dns = DnsService(store=b.store, networks=networks, events=events, tasks=tasks,
+                     resolver=b.resolver)
     containers = ContainerService(
         config=config, store=b.store, networks=networks, attacher=attacher, links=b.links,
         namespaces=b.namespaces, processes=b.processes, tasks=tasks, metrics=metrics,
-        events=events)
+        events=events, etc_files=dns.write_etc_files)
     healer = Healer(store=b.store, networks=networks, containers=containers,
                     attacher=attacher, links=b.links, tasks=tasks, metrics=metrics,
                     events=events)
@@ -118,4 +124,5 @@ async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
                      store=b.store, links=b.links, metrics=metrics, events=events)
     return Runtime(config=config, backends=b, metrics=metrics, events=events, tasks=tasks,
                    networks=networks, firewall=firewall, attacher=attacher,
-                   containers=containers, healer=healer, recovery=recovery, cni=cni)
+                   containers=containers, healer=healer, recovery=recovery, cni=cni,
+                   dns=dns)

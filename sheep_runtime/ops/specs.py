@@ -18,6 +18,7 @@ from sheep_runtime.ops.ports import validate_ports
 HOSTNAME_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
                          r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
 NETWORK_MODES = ("", "none")
+MAX_ALIASES = 32
 # The kernel's exec limits: one argument or "KEY=VALUE" string (MAX_ARG_STRLEN, 32
 # pages), and all of them with their pointers (ARG_MAX). A margin stays for what the
 # runtime adds (PATH, HOSTNAME, ...).
@@ -32,6 +33,7 @@ class AttachSpec:
     ip: IPv4Address | None = None
     ports: tuple[PortMapping, ...] = ()
     interface_name: str = ""
+    aliases: tuple[str, ...] = ()  # DNS names of the container on this network only
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class ContainerSpec:
 
 
 def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
-                interface_name: str) -> AttachSpec:
+                interface_name: str, aliases: Sequence[str] = ()) -> AttachSpec:
     """Validate one attachment request."""
     if not network:
         raise InvalidArgument("a network name or id is required", field="network")
@@ -58,7 +60,20 @@ def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
         network=network,
         ip=parse_address(ip, field="ip") if ip else None,
         ports=validate_ports(ports),
-        interface_name=validate_ifname(interface_name) if interface_name else "")
+        interface_name=validate_ifname(interface_name) if interface_name else "",
+        aliases=validate_aliases(aliases))
+
+
+def validate_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
+    """DNS aliases are hostnames (at most 64 characters of letters, digits, '-' and
+    '.'), at most MAX_ALIASES of them; duplicates are dropped, case is kept."""
+    if len(aliases) > MAX_ALIASES:
+        raise InvalidArgument(f"at most {MAX_ALIASES} aliases per network", field="aliases")
+    for alias in aliases:
+        if len(alias) > 64 or not HOSTNAME_RE.fullmatch(alias):
+            raise InvalidArgument(f"invalid alias {alias[:80]!r}: at most 64 characters of "
+                                  "letters, digits, '-' and '.'", field="aliases")
+    return tuple(dict.fromkeys(aliases))
 
 
 def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],

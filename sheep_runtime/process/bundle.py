@@ -2,11 +2,12 @@
 
 The container sees the host's root filesystem, recursively read-only (a `rro` rbind of
 / onto the bundle's empty `rootfs` dir: runc cannot pivot_root into "/" itself), with
-its own /proc, a minimal /dev (runc's default devices), a read-only /sys of its netns
-and a writable tmpfs /tmp. Its network namespace is the pre-pinned one, the others are
-new. `hidden_paths` are emptied of mounts and covered (maskedPaths) even when
-privileged; unless privileged it also gets no new privileges, the default seccomp
-profile and Docker's masked and read-only paths.
+its own /proc, a minimal /dev (runc's default devices), a read-only /sys of its netns,
+a writable tmpfs /tmp, and its own /etc files (`etc_files`, read-only) over the host's.
+Its network namespace is the pre-pinned one, the others are new. `hidden_paths` are
+emptied of mounts and covered (maskedPaths) even when privileged; unless privileged
+it also gets no new privileges, the default seccomp profile and Docker's masked and
+read-only paths.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def _unmount_hook(rootfs: Path, hidden: Sequence[Path]) -> dict[str, Any]:
             "env": [f"PATH={DEFAULT_PATH}"], "timeout": 10}
 
 
+def _etc_mounts(spec: ProcessSpec) -> list[dict[str, Any]]:
+    """The container's own /etc files (resolv.conf, hosts, hostname), read-only."""
+    etc = spec.container_dir.absolute() / "etc"
+    return [{"destination": f"/etc/{name}", "type": "bind", "source": str(etc / name),
+             "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}
+            for name in spec.etc_files]
+
+
 def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
                  seccomp: Mapping[str, Any] | None, nofile: int, cgroup_parent: str
                  ) -> dict[str, Any]:
@@ -109,7 +118,7 @@ def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
         },
         "root": {"path": "rootfs", "readonly": True},
         "hostname": spec.hostname,
-        "mounts": [dict(m) for m in _MOUNTS],
+        "mounts": [dict(m) for m in _MOUNTS] + _etc_mounts(spec),
         "annotations": {ID_ANNOTATION: spec.container_id},
         "linux": linux,
     }

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS networks (
     internal INTEGER NOT NULL,
     icc INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    ipam_cursor TEXT
+    ipam_cursor TEXT,
+    dns INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS attachments (
     host_interface TEXT NOT NULL UNIQUE,
     ports TEXT NOT NULL DEFAULT '[]',
     seq INTEGER NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (container_id, network_id),
     UNIQUE (network_id, address),
     UNIQUE (container_id, interface_name)
@@ -72,4 +74,6 @@ MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("containers", "owner", "TEXT NOT NULL DEFAULT 'sheep'"),
     ("containers", "cni_container_id", "TEXT NOT NULL DEFAULT ''"),
     ("containers", "cni_ifname", "TEXT NOT NULL DEFAULT ''"),
+    ("networks", "dns", "INTEGER NOT NULL DEFAULT 1"),
+    ("attachments", "aliases", "TEXT NOT NULL DEFAULT '[]'"),
 )

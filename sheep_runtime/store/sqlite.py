@@ -76,9 +76,10 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO networks(id, name, bridge, bridge_mac, subnet, gateway, mtu,"
-                " internal, icc, created_at) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                " internal, icc, created_at, dns) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 (net.id, net.name, net.bridge, net.bridge_mac, str(net.subnet),
-                 str(net.gateway), net.mtu, int(net.internal), int(net.icc), net.created_at))
+                 str(net.gateway), net.mtu, int(net.internal), int(net.icc), net.created_at,
+                 int(net.dns)))
 
     def remove_network(self, network_id: str) -> None:
         with self.transaction() as db:
@@ -182,10 +183,12 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO attachments(container_id, network_id, interface_name, address,"
-                " prefix, gateway, mac, host_interface, ports, seq) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                " prefix, gateway, mac, host_interface, ports, seq, aliases)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 (a.container_id, a.network_id, a.interface_name, str(a.address.ip),
                  a.address.network.prefixlen, str(a.gateway), a.mac, a.host_interface,
-                 json.dumps([_port_dict(p) for p in a.ports]), a.seq))
+                 json.dumps([_port_dict(p) for p in a.ports]), a.seq,
+                 json.dumps(list(a.aliases))))
             if dynamic:
                 db.execute("UPDATE networks SET ipam_cursor=? WHERE id=?",
                            (str(a.address.ip), a.network_id))
@@ -233,7 +236,7 @@ def _network(r: sqlite3.Row) -> Network:
     return Network(id=r["id"], name=r["name"], bridge=r["bridge"], bridge_mac=r["bridge_mac"],
                    subnet=IPv4Network(r["subnet"]), gateway=IPv4Address(r["gateway"]),
                    mtu=r["mtu"], internal=bool(r["internal"]), icc=bool(r["icc"]),
-                   created_at=r["created_at"])
+                   created_at=r["created_at"], dns=bool(r["dns"]))
 
 
 def _container(r: sqlite3.Row) -> Container:
@@ -255,7 +258,8 @@ def _attachment(r: sqlite3.Row) -> Attachment:
         interface_name=r["interface_name"],
         address=IPv4Interface(f"{r['address']}/{r['prefix']}"),
         gateway=IPv4Address(r["gateway"]), mac=r["mac"], host_interface=r["host_interface"],
-        ports=tuple(PortMapping(**p) for p in json.loads(r["ports"])), seq=r["seq"])
+        ports=tuple(PortMapping(**p) for p in json.loads(r["ports"])), seq=r["seq"],
+        aliases=tuple(json.loads(r["aliases"])))
 
 
 def _port_dict(p: PortMapping) -> dict[str, Any]:

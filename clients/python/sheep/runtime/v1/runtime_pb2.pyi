@@ -25,16 +25,18 @@ class PortMapping(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class NetworkAttachmentRequest(_message.Message):
-    __slots__ = ("network", "ip", "ports", "interface_name")
+    __slots__ = ("network", "ip", "ports", "interface_name", "aliases")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     network: str
     ip: str
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     interface_name: str
-    def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
     __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add")
@@ -111,18 +113,20 @@ class InspectRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class AttachNetworkRequest(_message.Message):
-    __slots__ = ("container_id", "network", "ip", "ports", "interface_name")
+    __slots__ = ("container_id", "network", "ip", "ports", "interface_name", "aliases")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     network: str
     ip: str
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     interface_name: str
-    def __init__(self, container_id: _Optional[str] = ..., network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, container_id: _Optional[str] = ..., network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DetachNetworkRequest(_message.Message):
     __slots__ = ("container_id", "network")
@@ -137,7 +141,7 @@ class DetachNetworkResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
-    __slots__ = ("name", "subnet", "gateway", "bridge", "mtu", "internal", "icc")
+    __slots__ = ("name", "subnet", "gateway", "bridge", "mtu", "internal", "icc", "dns")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUBNET_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +149,7 @@ class CreateNetworkRequest(_message.Message):
     MTU_FIELD_NUMBER: _ClassVar[int]
     INTERNAL_FIELD_NUMBER: _ClassVar[int]
     ICC_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
     name: str
     subnet: str
     gateway: str
@@ -152,7 +157,8 @@ class CreateNetworkRequest(_message.Message):
     mtu: int
     internal: bool
     icc: bool
-    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., bridge: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ...) -> None: ...
+    dns: bool
+    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., bridge: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., dns: _Optional[bool] = ...) -> None: ...
 
 class InspectNetworkRequest(_message.Message):
     __slots__ = ("id",)
@@ -280,7 +286,7 @@ class Container(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ..., privileged: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NetworkAttachment(_message.Message):
-    __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id")
+    __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id", "aliases")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
     IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +297,7 @@ class NetworkAttachment(_message.Message):
     LINK_STATE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     network: str
     interface_name: str
     ip_address: str
@@ -301,10 +308,11 @@ class NetworkAttachment(_message.Message):
     link_state: str
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     container_id: str
-    def __init__(self, network: _Optional[str] = ..., interface_name: _Optional[str] = ..., ip_address: _Optional[str] = ..., prefix_length: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_interface: _Optional[str] = ..., link_state: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., container_id: _Optional[str] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network: _Optional[str] = ..., interface_name: _Optional[str] = ..., ip_address: _Optional[str] = ..., prefix_length: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_interface: _Optional[str] = ..., link_state: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Network(_message.Message):
-    __slots__ = ("id", "name", "bridge", "subnet", "gateway", "mtu", "internal", "icc", "leases_allocated", "leases_capacity", "created_at", "containers")
+    __slots__ = ("id", "name", "bridge", "subnet", "gateway", "mtu", "internal", "icc", "leases_allocated", "leases_capacity", "created_at", "containers", "dns")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +325,7 @@ class Network(_message.Message):
     LEASES_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     bridge: str
@@ -329,7 +338,8 @@ class Network(_message.Message):
     leases_capacity: int
     created_at: _timestamp_pb2.Timestamp
     containers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., leases_allocated: _Optional[int] = ..., leases_capacity: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containers: _Optional[_Iterable[str]] = ...) -> None: ...
+    dns: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., leases_allocated: _Optional[int] = ..., leases_capacity: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containers: _Optional[_Iterable[str]] = ..., dns: _Optional[bool] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("id", "time", "type", "container_id", "network", "attributes")

@@ -1,0 +1,101 @@
+"""Answers from the name table: containers' A and PTR records (pure, no I/O)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Protocol
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.reversename
+import dns.rrset
+
+# Answers change the moment a container goes: resolvers must not keep them.
+LOCAL_TTL = 0
+REVERSE_V4 = dns.name.from_text("in-addr.arpa.")
+KNOWN_TYPES = frozenset({"A", "AAAA", "PTR", "SRV", "MX", "TXT", "CNAME", "NS", "SOA",
+                         "ANY", "HTTPS", "SVCB", "CAA"})
+
+
+class NameTable(Protocol):
+    """The names one network's askers may resolve (implemented by ops)."""
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change: answers given before a change are stale after it."""
+
+    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
+        """`name`'s addresses for `asker`; () if it names only containers `asker`
+        shares no network with (NXDOMAIN); None if it names no container (forward)."""
+
+    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
+        """The container name of `address` for `asker`; "" if it is a container's that
+        `asker` may not see (NXDOMAIN); None if no container holds it (forward)."""
+
+
+def type_label(rdtype: dns.rdatatype.RdataType) -> str:
+    """A bounded metric label for a query type."""
+    text = dns.rdatatype.to_text(rdtype)
+    return text if text in KNOWN_TYPES else "other"
+
+
+def local_answer(query: dns.message.Message, names: NameTable, asker: IPv4Address
+                 ) -> tuple[dns.message.Message, str] | None:
+    """The answer and its result label ("answered", "nxdomain") if the question is
+    about a container; None if it is to be forwarded."""
+    q = query.question[0]
+    if q.rdclass != dns.rdataclass.IN:
+        return None
+    if q.name.is_subdomain(REVERSE_V4):
+        return _reverse(query, q.name, q.rdtype, names, asker)
+    found = names.addresses(asker, q.name.to_text(omit_final_dot=True).lower())
+    if found is None:
+        return None
+    response = _response(query)
+    if not found:
+        response.set_rcode(dns.rcode.NXDOMAIN)
+        return response, "nxdomain"
+    if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+        response.answer.append(dns.rrset.from_text_list(
+            q.name, LOCAL_TTL, dns.rdataclass.IN, dns.rdatatype.A, [str(a) for a in found]))
+    return response, "answered"  # other types of a container's name: NODATA
+
+
+def _reverse(query: dns.message.Message, qname: dns.name.Name, rdtype: int,
+             names: NameTable, asker: IPv4Address
+             ) -> tuple[dns.message.Message, str] | None:
+    try:
+        address = IPv4Address(dns.reversename.to_address(qname))
+    except (ValueError, dns.exception.SyntaxError):
+        return None
+    target = names.name_of(asker, address)
+    if target is None:
+        return None
+    response = _response(query)
+    if not target:
+        response.set_rcode(dns.rcode.NXDOMAIN)
+        return response, "nxdomain"
+    if rdtype in (dns.rdatatype.PTR, dns.rdatatype.ANY):
+        response.answer.append(dns.rrset.from_text_list(
+            qname, LOCAL_TTL, dns.rdataclass.IN, dns.rdatatype.PTR, [f"{target}."]))
+    return response, "answered"
+
+
+def _response(query: dns.message.Message) -> dns.message.Message:
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA | dns.flags.RA
+    return response
+
+
+def status_response(query: dns.message.Message, rcode: dns.rcode.Rcode
+                    ) -> dns.message.Message:
+    """An empty answer with `rcode` (SERVFAIL, REFUSED, ...)."""
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.RA
+    response.set_rcode(rcode)
+    return response

@@ -1,0 +1,259 @@
+"""The DNS listeners: one UDP socket and one TCP listener per network, on its gateway
+address, served from the daemon's event loop.
+
+A question about a container is answered at once from the network's name table;
+anything else is forwarded (in a task, so a slow upstream holds up no one else) unless
+the network may not reach the outside. Only askers inside the network's subnet get an
+answer at all: the listener is no open resolver for whatever can route to the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+
+from sheep_runtime.dns.answer import NameTable, local_answer, status_response, type_label
+from sheep_runtime.dns.forward import Forwarder
+from sheep_runtime.errors import KernelError
+from sheep_runtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DNS_PORT = 53
+UDP_MIN_PAYLOAD = 512
+TCP_MAX = 65535
+TCP_IDLE_SECONDS = 10.0
+IP_FREEBIND = 15
+MEMO_ENTRIES = 10_000  # linux/in.h; not in Python's socket module
+
+
+@dataclass
+class _Listener:
+    network_id: str
+    subnet: IPv4Network
+    names: NameTable
+    forward: bool
+    udp: asyncio.DatagramTransport | None = None
+    tcp: asyncio.Server | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # (asker, query bytes past the id) -> (reply past the id, type, result), valid
+    # while `names.version` is `version`: a repeated question skips dnspython.
+    replies: dict[tuple[IPv4Address, bytes], tuple[bytes, str, str]] = field(
+        default_factory=dict)
+    version: int = -1
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+
+class DnsServer:
+    """Answers DNS for every network it serves (implements ops' `Resolver`)."""
+
+    def __init__(self, *, forwarder: Forwarder, metrics: Metrics, port: int = DNS_PORT
+                 ) -> None:
+        self._forwarder = forwarder
+        self._metrics = metrics
+        self._port = port
+        self._listeners: dict[str, _Listener] = {}
+
+    async def serve(self, *, network_id: str, address: IPv4Address, subnet: IPv4Network,
+                    names: NameTable, forward: bool) -> None:
+        """Listen on `address` (UDP and TCP) for the network; a second call for the same
+        network first stops the old listeners."""
+        await self.stop(network_id)
+        listener = _Listener(network_id=network_id, subnet=subnet, names=names,
+                             forward=forward)
+        loop = asyncio.get_running_loop()
+        try:
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self, listener), sock=_bind(address, self._port, socket.SOCK_DGRAM))
+            listener.udp = udp
+            listener.tcp = await asyncio.start_server(
+                lambda r, w: self._tcp_client(listener, r, w),
+                sock=_bind(address, self._port, socket.SOCK_STREAM))
+        except OSError as e:
+            _close(listener)
+            raise KernelError(f"listen for DNS on {address}:{self._port}: {e}") from e
+        self._listeners[network_id] = listener
+
+    async def stop(self, network_id: str) -> None:
+        """Stop the network's listeners and its queries in flight (none: no-op)."""
+        listener = self._listeners.pop(network_id, None)
+        if listener is None:
+            return
+        _close(listener)
+        for task in list(listener.tasks):
+            task.cancel()
+        if listener.tcp is not None:
+            await listener.tcp.wait_closed()
+
+    async def close(self) -> None:
+        """Stop every listener."""
+        for network_id in list(self._listeners):
+            await self.stop(network_id)
+
+    def serving(self) -> list[str]:
+        """The ids of the networks being served."""
+        return list(self._listeners)
+
+    # -- one query ------------------------------------------------------------------
+
+    def answer_now(self, listener: _Listener, wire: bytes, source: IPv4Address
+                   ) -> tuple[dns.message.Message | None, dns.message.Message | None]:
+        """(query, response) if answered without waiting; (query, None) if it must be
+        forwarded; (None, None) for a datagram that is no DNS query (dropped)."""
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None, None
+        if query.flags & dns.flags.QR:
+            return None, None
+        label = type_label(query.question[0].rdtype) if query.question else "other"
+        if source not in listener.subnet:
+            return query, self._status(query, dns.rcode.REFUSED, label, "refused")
+        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
+            return query, self._status(query, dns.rcode.NOTIMP if query.question
+                                       else dns.rcode.FORMERR, label, "refused")
+        local = local_answer(query, listener.names, IPv4Address(source))
+        if local is not None:
+            response, result = local
+            self._metrics.dns_queries.labels(label, result).inc()
+            return query, response
+        if not listener.forward:  # an internal network reaches nothing outside
+            return query, self._status(query, dns.rcode.NXDOMAIN, label, "nxdomain")
+        return query, None
+
+    async def forward(self, query: dns.message.Message) -> dns.message.Message:
+        """The upstream answer, or SERVFAIL when no upstream gave one."""
+        label = type_label(query.question[0].rdtype)
+        response = await self._forwarder.resolve(query)
+        if response is None:
+            return self._status(query, dns.rcode.SERVFAIL, label, "servfail")
+        self._metrics.dns_queries.labels(label, "forwarded").inc()
+        return response
+
+    def _status(self, query: dns.message.Message, rcode: dns.rcode.Rcode, label: str,
+                result: str) -> dns.message.Message:
+        self._metrics.dns_queries.labels(label, result).inc()
+        return status_response(query, rcode)
+
+    async def _forward_udp(self, listener: _Listener, query: dns.message.Message,
+                           addr: tuple[str, int]) -> None:
+        response = await self.forward(query)
+        if listener.udp is not None and not listener.udp.is_closing():
+            listener.udp.sendto(encode(response, _udp_limit(query)), addr)
+
+    def on_datagram(self, listener: _Listener, data: bytes, addr: tuple[str, int]) -> None:
+        if listener.udp is None:
+            return
+        source = IPv4Address(addr[0])
+        if listener.version != listener.names.version:
+            listener.replies.clear()
+            listener.version = listener.names.version
+        key = (source, data[2:])
+        hit = listener.replies.get(key)
+        if hit is not None:
+            reply, label, result = hit
+            self._metrics.dns_queries.labels(label, result).inc()
+            listener.udp.sendto(data[:2] + reply, addr)
+            return
+        query, response = self.answer_now(listener, data, source)
+        if query is None:
+            return
+        if response is not None:
+            wire = encode(response, _udp_limit(query))
+            listener.udp.sendto(wire, addr)
+            if response.flags & dns.flags.AA and len(listener.replies) < MEMO_ENTRIES:
+                label = type_label(query.question[0].rdtype)
+                result = "nxdomain" if response.rcode() == dns.rcode.NXDOMAIN else "answered"
+                listener.replies[key] = (wire[2:], label, result)
+            return
+        task = asyncio.create_task(self._forward_udp(listener, query, addr),
+                                   name=f"dns-forward-{listener.network_id[:12]}")
+        listener.tasks.add(task)
+        task.add_done_callback(listener.tasks.discard)
+
+    async def _tcp_client(self, listener: _Listener, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        source = IPv4Address(writer.get_extra_info("peername")[0])
+        listener.writers.add(writer)
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
+                wire = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")),
+                                              TCP_IDLE_SECONDS)
+                query, response = self.answer_now(listener, wire, source)
+                if query is None:
+                    return
+                if response is None:
+                    response = await self.forward(query)
+                reply = encode(response, TCP_MAX)
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            listener.writers.discard(writer)
+            writer.close()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer, listener: _Listener) -> None:
+        self._server = server
+        self._listener = listener
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._server.on_datagram(self._listener, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("DNS socket of network %s: %r", self._listener.network_id[:12], exc)
+
+
+def encode(response: dns.message.Message, limit: int) -> bytes:
+    """`response` in at most `limit` bytes: if it does not fit, empty with TC set (the
+    client then asks again over TCP)."""
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        response.answer.clear()
+        response.authority.clear()
+        response.additional.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire(max_size=limit)
+
+
+def _udp_limit(query: dns.message.Message) -> int:
+    return max(UDP_MIN_PAYLOAD, query.payload) if query.edns >= 0 else UDP_MIN_PAYLOAD
+
+
+def _bind(address: IPv4Address, port: int, kind: socket.SocketKind) -> socket.socket:
+    # IP_FREEBIND: the bind holds even while the bridge lacks its gateway address (it is
+    # re-added by the healer after someone removed it), and the socket keeps working.
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((str(address), port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _close(listener: _Listener) -> None:
+    if listener.udp is not None:
+        listener.udp.close()
+    if listener.tcp is not None:
+        listener.tcp.close()
+    for writer in list(listener.writers):
+        with contextlib.suppress(Exception):
+            writer.close()

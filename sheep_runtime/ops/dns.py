@@ -1,0 +1,269 @@
+"""Embedded DNS, the ops side: which names resolve for whom, the per-network listeners,
+and each container's /etc/resolv.conf, /etc/hosts and /etc/hostname.
+
+A container is found by its name, hostname, short (12 characters) id, and by the aliases
+of each attachment (on that attachment's network only), by askers that share a network
+with it; the asker is the container holding the query's source address on the network
+whose gateway was asked. The index lives in memory and follows the events the ops
+code paths publish (attach, detach, create, removal): an event is handled on the next
+turn of the event loop, well within 100 ms of the API call returning. A gap in the
+events (a subscriber overflow) rebuilds it from the store.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from sheep_runtime.errors import NotFound, SheepError
+from sheep_runtime.model import Attachment, Container, Event, Network
+from sheep_runtime.ops.backends import Resolver, Store
+from sheep_runtime.ops.events import DROPPED, EventBus, EventFilter
+from sheep_runtime.ops.networks import NetworkRegistry
+from sheep_runtime.ops.tasks import TaskSupervisor
+
+log = logging.getLogger(__name__)
+
+ETC_DIR = "etc"
+HOST_ETC = Path("/etc")
+_REINDEX = frozenset({"network.attached", "network.detached", "container.created",
+                      "container.removed"})
+
+
+def names_of(c: Container, a: Attachment) -> set[str]:
+    """The DNS names of `c` on the network of `a` (lower case). The full id is none: 64
+    characters are over DNS's limit of 63 for a label (RFC 1035), no query can hold it."""
+    return {n.lower() for n in (c.name, c.hostname, c.id[:12], *a.aliases) if n}
+
+
+class NameIndex:
+    """Container names and addresses per network, and who may see them."""
+
+    def __init__(self) -> None:
+        # (network id, name) -> {container id: its address on that network}
+        self._names: dict[tuple[str, str], dict[str, IPv4Address]] = {}
+        self._owner: dict[tuple[str, IPv4Address], str] = {}  # -> container id
+        self._networks: dict[str, frozenset[str]] = {}  # container id -> network ids
+        self._keys: dict[str, list[tuple[str, str]]] = {}  # container id -> its names
+        self._held: dict[str, list[tuple[str, IPv4Address]]] = {}  # -> its addresses
+        self._primary: dict[str, str] = {}  # container id -> its name
+        self._anywhere: collections.Counter[str] = collections.Counter()
+        self._addresses: collections.Counter[IPv4Address] = collections.Counter()
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self._primary)
+
+    def set(self, c: Container, attachments: Sequence[Attachment]) -> None:
+        """Index `c` with exactly `attachments` (replacing what it had)."""
+        self.drop(c.id)
+        self.version += 1
+        keys: list[tuple[str, str]] = []
+        held = self._held[c.id] = []
+        for a in attachments:
+            self._owner[(a.network_id, a.address.ip)] = c.id
+            self._addresses[a.address.ip] += 1
+            held.append((a.network_id, a.address.ip))
+            for name in names_of(c, a):
+                self._names.setdefault((a.network_id, name), {})[c.id] = a.address.ip
+                self._anywhere[name] += 1
+                keys.append((a.network_id, name))
+        self._keys[c.id] = keys
+        self._networks[c.id] = frozenset(a.network_id for a in attachments)
+        self._primary[c.id] = c.name
+
+    def drop(self, container_id: str) -> None:
+        """Forget the container (unknown: no-op)."""
+        self.version += 1
+        for key in self._keys.pop(container_id, ()):
+            holders = self._names.get(key, {})
+            holders.pop(container_id, None)
+            if not holders:
+                self._names.pop(key, None)
+            self._anywhere[key[1]] -= 1
+            if self._anywhere[key[1]] <= 0:
+                del self._anywhere[key[1]]
+        for held in self._held.pop(container_id, ()):
+            if self._owner.get(held) == container_id:
+                del self._owner[held]
+            self._addresses[held[1]] -= 1
+            if self._addresses[held[1]] <= 0:
+                del self._addresses[held[1]]
+        self._networks.pop(container_id, None)
+        self._primary.pop(container_id, None)
+
+    def clear(self) -> None:
+        """Forget every container."""
+        for cid in list(self._primary):
+            self.drop(cid)
+
+    def _visible(self, network_id: str, asker: IPv4Address) -> list[str]:
+        """The networks whose containers `asker` may resolve, the asked one first. An
+        address of the subnet that no container holds sees the asked network only."""
+        cid = self._owner.get((network_id, asker))
+        others = self._networks.get(cid, frozenset()) if cid else frozenset()
+        return [network_id, *sorted(others - {network_id})]
+
+    def addresses(self, network_id: str, asker: IPv4Address, name: str
+                  ) -> tuple[IPv4Address, ...] | None:
+        """See `NameTable.addresses`; `network_id` is the network that was asked."""
+        found: dict[IPv4Address, None] = {}
+        for net in self._visible(network_id, asker):
+            for address in self._names.get((net, name), {}).values():
+                found[address] = None
+        if found:
+            return tuple(found)
+        return () if name in self._anywhere else None
+
+    def name_of(self, network_id: str, asker: IPv4Address, address: IPv4Address
+                ) -> str | None:
+        """See `NameTable.name_of`."""
+        for net in self._visible(network_id, asker):
+            cid = self._owner.get((net, address))
+            if cid is not None:
+                return self._primary[cid]
+        return "" if address in self._addresses else None
+
+
+class NetworkNames:
+    """The `NameTable` of one network: the index as its askers see it."""
+
+    def __init__(self, index: NameIndex, network_id: str) -> None:
+        self._index = index
+        self._network_id = network_id
+
+    @property
+    def version(self) -> int:
+        return self._index.version
+
+    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
+        return self._index.addresses(self._network_id, asker, name)
+
+    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
+        return self._index.name_of(self._network_id, asker, address)
+
+
+class DnsService:
+    """Keeps the index current and a resolver listening on every network with DNS."""
+
+    def __init__(self, *, store: Store, networks: NetworkRegistry, events: EventBus,
+                 tasks: TaskSupervisor, resolver: Resolver | None) -> None:
+        self._store = store
+        self._networks = networks
+        self._events = events
+        self._tasks = tasks
+        self._resolver = resolver
+        self.index = NameIndex()
+        self._served: dict[str, str] = {}  # network name -> id
+        self._since: float | None = None
+
+    async def start(self) -> None:
+        """Index every container, listen on every network with DNS, follow events."""
+        self._since = time.time()
+        self.rebuild()
+        for net in self._networks.all():
+            await self._serve(net)
+        self._tasks.service("dns-index", self._follow)
+
+    def rebuild(self) -> None:
+        """Re-read every container and attachment from the store."""
+        self.index.clear()
+        by_container: dict[str, list[Attachment]] = collections.defaultdict(list)
+        for a in self._store.attachments():
+            by_container[a.container_id].append(a)
+        for c in self._store.containers():
+            if not c.removing:
+                self.index.set(c, by_container.get(c.id, []))
+
+    def reindex(self, container_id: str) -> None:
+        """Re-read one container from the store (gone or being removed: dropped)."""
+        c = self._store.container(container_id)
+        if c is None or c.removing:
+            self.index.drop(container_id)
+        else:
+            self.index.set(c, self._store.attachments(container_id=container_id))
+
+    async def _follow(self) -> None:
+        since, self._since = self._since, None
+        if since is None:  # a restart after a failure: events may have been missed
+            since = time.time()
+            self.rebuild()
+        async for e in self._events.subscribe(EventFilter(), since=since):
+            await self.handle(e)
+
+    async def handle(self, e: Event) -> None:
+        """Apply one event to the index and the listeners."""
+        if e.type in _REINDEX and e.container_id:
+            self.reindex(e.container_id)
+        elif e.type == DROPPED:
+            self.rebuild()
+        elif e.type == "network.created":
+            try:
+                net = self._networks.get(e.network)
+            except NotFound:
+                return
+            await self._serve(net)
+        elif e.type == "network.removed":
+            network_id = self._served.pop(e.network, None)
+            if network_id is not None and self._resolver is not None:
+                await self._resolver.stop(network_id)
+
+    async def _serve(self, net: Network) -> None:
+        if self._resolver is None or not net.dns:
+            return
+        try:
+            await self._resolver.serve(
+                network_id=net.id, address=net.gateway, subnet=net.subnet,
+                names=NetworkNames(self.index, net.id), forward=not net.internal)
+        except SheepError as e:  # the network works without; its containers lack DNS
+            log.error("no DNS on network %s: %s", net.name, e)
+            return
+        self._served[net.name] = net.id
+
+    # -- the container's own /etc files -----------------------------------------
+
+    def nameserver(self, attachments: Iterable[Attachment]) -> IPv4Address | None:
+        """The gateway of the first network (by attach order) that has DNS."""
+        for a in sorted(attachments, key=lambda a: a.seq):
+            net = self._networks.get_by_id_or_none(a.network_id)
+            if net is not None and net.dns and net.id in self._served.values():
+                return net.gateway
+        return None
+
+    def write_etc_files(self, c: Container, container_dir: Path) -> tuple[str, ...]:
+        """Write `c`'s resolv.conf (only when a network of it has DNS: else it keeps
+        the host's), hosts and hostname under `container_dir/etc`; return the names
+        written, each to be bind-mounted read-only over the host's /etc file."""
+        attachments = self._store.attachments(container_id=c.id)
+        files = {"hostname": f"{c.hostname}\n", "hosts": hosts_file(c, attachments)}
+        server = self.nameserver(attachments)
+        if server is not None:
+            files["resolv.conf"] = f"nameserver {server}\n"
+        etc = container_dir / ETC_DIR
+        etc.mkdir(exist_ok=True)
+        written: list[str] = []
+        for name, text in files.items():
+            # runc cannot make a mount point on the read-only root: mount only over
+            # files the host has.
+            if not (HOST_ETC / name).exists():
+                continue
+            path = etc / name
+            path.write_text(text)
+            os.chmod(path, 0o644)
+            written.append(name)
+        return tuple(written)
+
+
+def hosts_file(c: Container, attachments: Sequence[Attachment]) -> str:
+    """/etc/hosts of `c`: localhost, and its own addresses with its names."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    own = " ".join(dict.fromkeys(n for n in (c.hostname, c.name) if n))
+    lines += [f"{a.address.ip}\t{own}" for a in sorted(attachments, key=lambda a: a.seq)]
+    if not attachments:
+        lines.append(f"127.0.1.1\t{own}")
+    return "\n".join(lines) + "\n"
