@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The main job: start sheepd (if it is not running), create two containers on the
-# default network, show their addresses and prove the first reaches its gateway and
-# the second. Leaves the daemon and containers running.
+# The main job (`make run`, after `make install` put sheepd and sheepctl on PATH): start
+# sheepd (if it is not running), create two containers on the default network, show
+# their addresses and prove the first reaches its gateway and the second. Leaves the
+# daemon and containers running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make run needs root (it creates namespaces and a bridge)"; exit 1; }
 STATE_DIR=${SHEEP_STATE_DIR:-/var/lib/sheep}
 RUN_DIR=${SHEEP_RUN_DIR:-/run/sheep}
 export SHEEP_SOCKET=${SHEEP_SOCKET:-$RUN_DIR/sheep.sock}
-BIN=.venv/bin
+BIN=${PREFIX:-/usr/local}/bin  # where `make install` linked the commands
 mkdir -p "$STATE_DIR"
 
 if ! $BIN/sheepctl version >/dev/null 2>&1; then
@@ -19,7 +20,7 @@ if ! $BIN/sheepctl version >/dev/null 2>&1; then
 fi
 $BIN/sheepctl version >/dev/null || { tail -20 "$STATE_DIR/sheepd.log"; exit 1; }
 
-field() { $BIN/python -c "import json,sys; c=json.load(sys.stdin); print($1)"; }
+field() { .venv/bin/python -c "import json,sys; c=json.load(sys.stdin); print($1)"; }
 suffix=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "+ sheepctl run -d --name demo-$suffix -- sleep infinity"
 $BIN/sheepctl run -d --name "demo-$suffix" -- sleep infinity
@@ -37,5 +38,5 @@ nsenter --net="$netns" ping -c1 -W2 "$gw" | grep -E "bytes from|loss"
 nsenter --net="$netns" ping -c1 -W2 "$peer_ip" | grep -E "bytes from|loss"
 $BIN/sheepctl ps
 echo
-echo "sheepd is running (pid $(cat "$STATE_DIR/sheepd.lock")). Try: .venv/bin/sheepctl --help"
-echo "Remove the demo: .venv/bin/sheepctl rm -f demo-$suffix peer-$suffix; stop the daemon: make stop"
+echo "sheepd is running (pid $(cat "$STATE_DIR/sheepd.lock")). Try: sheepctl --help"
+echo "Remove the demo: sheepctl rm -f demo-$suffix peer-$suffix; stop the daemon: make stop"

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version as dist_version
 from ipaddress import IPv4Address
 from typing import IO
@@ -19,7 +19,7 @@ import grpc
 import uvloop
 from prometheus_client import start_http_server
 
-from sheep_runtime import __version__
+from sheep_runtime import __version__, notify
 from sheep_runtime.api.interceptor import runtime_service_interceptor
 from sheep_runtime.api.server import build_server
 from sheep_runtime.api.servicer import RuntimeServicer
@@ -119,7 +119,9 @@ async def serve(config: Config) -> str | None:
             "process": "runc (OCI runtime) under a per-container shim"})
         cni = await _start_cni(config, rt)  # queued DELs run before anything is served
         server = await _start_api(config, rt, servicer)
+        _notify(notify.ready, status=f"serving on unix:{config.socket}")
         failure = await _wait_for_signal_or(rt.tasks.failed)
+        _notify(notify.stopping)
         log.info("stopping: draining in-flight calls (up to %.0fs)", DRAIN_SECONDS)
         servicer.close_streams()
         await server.stop(DRAIN_SECONDS)
@@ -190,6 +192,14 @@ async def _start_cni(config: Config, rt: Runtime) -> CniServer | None:
         await drain_del_queue(rt.cni, state_dir=config.state_dir)
         return None
     return await start_cni_server(rt.cni, socket=config.cni_socket, state_dir=config.state_dir)
+
+
+def _notify(send: Callable[..., object], **fields: str) -> None:
+    """Tell systemd (Type=notify) where we are; a notify socket gone is only logged."""
+    try:
+        send(**fields)
+    except OSError as e:
+        log.warning("cannot notify systemd: %s", e)
 
 
 def _count_event(metrics: Metrics, kind: str, lag: float) -> None:

@@ -1,4 +1,5 @@
-"""Applies the sheep table through libnftables, one atomic transaction per change.
+"""Applies the sheep table through libnftables (our ctypes binding, libnft.py), one
+atomic transaction per change.
 
 libnftables calls block and a context is not thread-safe, so every call runs on one
 dedicated worker thread (ctypes releases the GIL meanwhile). That thread is started
@@ -15,9 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import nftables
-
 from sheep_runtime.errors import FirewallError
+from sheep_runtime.firewall import libnft
 from sheep_runtime.firewall.rules import FAMILY, FirewallState, Json, build_ruleset, shape
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class Firewall:
     def __init__(self, *, table: str = "sheep") -> None:
         self.table = table
         self._executor: ThreadPoolExecutor | None = None
-        self._ctx: Any = None
+        self._ctx: libnft.Context | None = None
         self._thread_id: int | None = None
 
     @property
@@ -45,10 +45,7 @@ class Firewall:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sheep-nft")
 
         def open_context() -> int:
-            ctx = nftables.Nftables()
-            ctx.set_json_output(True)
-            ctx.set_handle_output(False)
-            self._ctx = ctx
+            self._ctx = libnft.Context()
             return threading.get_native_id()
 
         try:
@@ -78,7 +75,9 @@ class Firewall:
             return
 
         def free() -> None:
-            self._ctx = None  # the context is freed on the thread that used it
+            ctx, self._ctx = self._ctx, None
+            if ctx is not None:  # freed on the thread that used it
+                ctx.free()
 
         try:
             await asyncio.get_running_loop().run_in_executor(executor, free)
@@ -98,8 +97,8 @@ class Firewall:
         def run() -> tuple[int, Any, str]:
             if self._ctx is None:
                 raise FirewallError("firewall is not started")
-            rc, output, error = self._ctx.json_cmd({"nftables": commands})
-            return int(rc), output, str(error)
+            r = self._ctx.run_json({"nftables": commands})
+            return r.rc, r.output, r.error
         return await self._call(run)
 
     async def _call(self, fn: Callable[[], T]) -> T:

@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "clients" / "grpcurl.md"
 DOC_SOCKET = "/run/sheep/sheep.sock"
 SERVICE = "sheep.runtime.v1.RuntimeService"
-PORTS_NOT_YET = "port publishing is not available yet in this version"
 
 
 @dataclass(frozen=True)
@@ -150,14 +149,9 @@ def check_list_networks(r: Result, box: Sandbox) -> None:
 
 
 def check_attach_with_ports(r: Result, box: Sandbox) -> None:
-    if r.rc == 0:
-        a = r.json()
-        assert a["ip_address"] == "10.30.0.10"
-        assert [(p["host_port"], p["container_port"]) for p in a["ports"]] == [(8080, 80)]
-    else:
-        # Until port publishing ships: INVALID_ARGUMENT (exit 64 + 3) with this message.
-        assert r.rc == 67, r.err
-        assert "Code: InvalidArgument" in r.err and PORTS_NOT_YET in r.err
+    a = ok(r)
+    assert a["ip_address"] == "10.30.0.10"
+    assert [(p["host_port"], p["container_port"]) for p in a["ports"]] == [(8080, 80)]
 
 
 def check_attach_network(r: Result, box: Sandbox) -> None:

@@ -55,7 +55,8 @@ def attempts(box: Sandbox, victim: Path, other_netns: str, *,
         "load-module": "modprobe dummy",
         "raise-sys-admin": "setpriv --inh-caps=+sys_admin --ambient-caps=+sys_admin true",
     }
-    lines = [f"{cmd} >/dev/null 2>&1; echo \"{name} $?\"" for name, cmd in tries.items()
+    # In a subshell, so that even a failed redirection's message goes to /dev/null.
+    lines = [f"( {cmd} ) >/dev/null 2>&1; echo \"{name} $?\"" for name, cmd in tries.items()
              if not only or name in only]
     return "\n".join([*lines, "grep CapEff /proc/self/status"])
 

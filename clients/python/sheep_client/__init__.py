@@ -10,14 +10,9 @@
 
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from sheep_client.aio import AsyncEventStream, AsyncSheepClient
 from sheep_client.builders import NetworkSpec, PortSpec, Since
-from sheep_client.client import (
-    DEFAULT_TIMEOUT,
-    AsyncEventStream,
-    AsyncSheepClient,
-    EventStream,
-    SheepClient,
-)
+from sheep_client.client import DEFAULT_TIMEOUT, EventStream, SheepClient
 from sheep_client.connection import (
     DEFAULT_SOCKET,
     aio_channel,
@@ -42,6 +37,9 @@ from sheep_client.errors import (
 )
 from sheep_client.ports import parse_port
 
+#: The version of this package (`sheepctl --version`).
+__version__ = "0.1.0"
+
 __all__ = [
     "DEFAULT_SOCKET",
     "DEFAULT_TIMEOUT",
@@ -63,6 +61,7 @@ __all__ = [
     "SheepClientError",
     "Since",
     "Unavailable",
+    "__version__",
     "aio_channel",
     "channel",
     "connect",

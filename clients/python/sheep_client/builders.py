@@ -44,13 +44,17 @@ def timestamp(when: Since) -> Timestamp | None:
 
 def create_container(command: Sequence[str], *, name: str = "",
                      env: Mapping[str, str] | None = None, hostname: str = "",
-                     networks: Sequence[NetworkSpec] = (),
-                     network_mode: str = "") -> pb.CreateContainerRequest:
+                     networks: Sequence[NetworkSpec] = (), network_mode: str = "",
+                     privileged: bool = False,
+                     cap_add: Sequence[str] = ()) -> pb.CreateContainerRequest:
     if isinstance(command, str):
         raise TypeError("command is an argv list, e.g. ['/bin/sleep', '30'], not a string")
+    if isinstance(cap_add, str):
+        raise TypeError("cap_add is a list of capabilities, e.g. ['NET_ADMIN']")
     return pb.CreateContainerRequest(name=name, command=list(command), env=dict(env or {}),
                                      hostname=hostname, networks=network_requests(networks),
-                                     network_mode=network_mode)
+                                     network_mode=network_mode, privileged=privileged,
+                                     cap_add=list(cap_add))
 
 
 def list_containers(*, all: bool = False,

@@ -1,162 +1,37 @@
-"""sheepctl: the command-line client, built on `sheep_client.SheepClient`."""
+"""sheepctl: the command-line client, built on `sheep_client.SheepClient`.
+
+Exit statuses follow docker's: `run` exits 125 when the container could not be
+created (the daemon refused, or is unreachable), 126 when its command is not
+executable, 127 when it is not found, else the container's own status (0 with -d).
+Other commands exit 1 when the daemon fails the call. Usage errors exit 2."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from collections.abc import Sequence
 
-import grpc
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-from sheep.runtime.v1 import runtime_pb2 as pb
-
+from sheep_client import __version__, commands
 from sheep_client.client import SheepClient
-from sheep_client.errors import SheepClientError
-from sheep_client.ports import parse_port
+from sheep_client.connection import DEFAULT_SOCKET, is_tcp, target
+from sheep_client.errors import SheepClientError, Unavailable
 
-STATE = {pb.Container.CREATED: "created", pb.Container.RUNNING: "running",
-         pb.Container.EXITED: "exited"}
+#: Exit status of a failed `run` (docker's "the error is with the daemon").
+RUN_FAILED = 125
+#: Exit status of any other command the daemon failed, and of a usage error.
+FAILED, USAGE = 1, 2
 
-
-def _json(msg: Message) -> str:
-    return json.dumps(MessageToDict(msg, preserving_proto_field_name=True), indent=2)
-
-
-def _pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
-    out = {}
-    for kv in pairs:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise ValueError(f"bad {what} {kv!r}: use KEY=VALUE")
-        out[key] = value
-    return out
+EPILOG = ("Exit status: run gives 125 if the container could not be created, 126 or 127 "
+          "if its command is not executable or not found, else the container's; other "
+          "commands give 1 when the daemon fails the call; usage errors give 2.")
+FORMAT_HELP = "table (default) or json: one JSON object per line, proto field names"
 
 
-def _env(pairs: Sequence[str]) -> dict[str, str]:
-    return _pairs(pairs, "environment variable")
-
-
-def _filters(pairs: Sequence[str]) -> dict[str, str]:
-    return _pairs(pairs, "filter")
-
-
-def _addresses(c: pb.Container) -> str:
-    return ",".join(f"{n.ip_address}/{n.prefix_length}" for n in c.networks) or "-"
-
-
-def cmd_run(api: SheepClient, a: argparse.Namespace) -> int:
-    command = a.command[1:] if a.command[:1] == ["--"] else a.command
-    env = _env(a.env)
-    ports = [parse_port(p) for p in a.publish]
-    nets = [pb.NetworkAttachmentRequest(network=n) for n in a.network]
-    if a.ip or ports:
-        if not nets:
-            nets = [pb.NetworkAttachmentRequest(network="sheep0")]
-        nets[0].ip = a.ip or ""
-        nets[0].ports.extend(ports)
-
-    def create() -> pb.Container:
-        c = api.create_container(command, name=a.name, env=env, hostname=a.hostname,
-                                 networks=nets, network_mode=a.network_mode)
-        print(f"{c.id}\t{STATE[c.state]}\tpid={c.pid}\t{_addresses(c)}", flush=True)
-        return c
-
-    if a.detach:
-        create()
-        return 0
-    # Foreground: subscribe first (replaying from a second ago, so even an instant exit
-    # cannot be missed), then wait for this container's exit.
-    with api.watch_events({"type": "container.exited"}, since=time.time() - 1) as events:
-        c = create()
-        for e in events:
-            if e.container_id == c.id:
-                return int(e.attributes.get("exit_code", "0"))
-    return 1
-
-
-def cmd_ps(api: SheepClient, a: argparse.Namespace) -> int:
-    containers = api.list_containers(all=a.all)
-    print(f"{'ID':<12}  {'NAME':<20}  {'STATE':<8}  {'PID':>7}  ADDRESSES  COMMAND")
-    for c in containers:
-        state = STATE.get(c.state, "?")
-        if c.state == pb.Container.EXITED:
-            state = f"exited({c.exit_code})"
-        print(f"{c.id[:12]:<12}  {c.name:<20}  {state:<8}  {c.pid:>7}  {_addresses(c)}  "
-              + " ".join(c.command))
-    return 0
-
-
-def cmd_inspect(api: SheepClient, a: argparse.Namespace) -> int:
-    print(_json(api.inspect(a.id)))
-    return 0
-
-
-def cmd_stop(api: SheepClient, a: argparse.Namespace) -> int:
-    for ref in a.ids:
-        c = api.stop_container(ref, timeout_seconds=a.time)
-        print(f"{c.id[:12]}\texited({c.exit_code})")
-    return 0
-
-
-def cmd_rm(api: SheepClient, a: argparse.Namespace) -> int:
-    for ref in a.ids:
-        print(api.remove_container(ref, force=a.force))
-    return 0
-
-
-def cmd_port(api: SheepClient, a: argparse.Namespace) -> int:
-    c = api.inspect(a.id)
-    for p in c.ports:
-        n = max(p.count, 1)
-        cport = f"{p.container_port}" + (f"-{p.container_port + n - 1}" if n > 1 else "")
-        hport = f"{p.host_port}" + (f"-{p.host_port + n - 1}" if n > 1 else "")
-        print(f"{cport}/{p.protocol or 'tcp'} -> {p.host_ip or '0.0.0.0'}:{hport}")
-    return 0
-
-
-def cmd_network(api: SheepClient, a: argparse.Namespace) -> int:
-    if a.net_cmd == "create":
-        print(api.create_network(a.name, a.subnet, gateway=a.gateway, bridge=a.bridge,
-                                 mtu=a.mtu, internal=a.internal,
-                                 icc=False if a.no_icc else None).id)
-    elif a.net_cmd == "ls":
-        print(f"{'NAME':<16}  {'BRIDGE':<15}  {'SUBNET':<18}  {'GATEWAY':<15}  LEASES")
-        for n in api.list_networks():
-            print(f"{n.name:<16}  {n.bridge:<15}  {n.subnet:<18}  {n.gateway:<15}  "
-                  f"{n.leases_allocated}/{n.leases_capacity}")
-    elif a.net_cmd == "inspect":
-        print(_json(api.inspect_network(a.name)))
-    elif a.net_cmd == "rm":
-        print(api.remove_network(a.name))
-    elif a.net_cmd == "connect":
-        att = api.attach_network(a.container, a.name, ip=a.ip, ports=a.publish,
-                                 interface_name=a.interface)
-        print(f"{att.interface_name}\t{att.ip_address}/{att.prefix_length}")
-    elif a.net_cmd == "disconnect":
-        api.detach_network(a.container, a.name)
-    return 0
-
-
-def cmd_events(api: SheepClient, a: argparse.Namespace) -> int:
-    with api.watch_events(_filters(a.filter)) as events:
-        for e in events:
-            attrs = " ".join(f"{k}={v}" for k, v in sorted(e.attributes.items()))
-            print(f"{e.time.ToDatetime().isoformat()}Z {e.type} {e.container_id[:12]} "
-                  f"{e.network} {attrs}".rstrip(), flush=True)
-    return 0
-
-
-def cmd_version(api: SheepClient, a: argparse.Namespace) -> int:
-    print(_json(api.version()))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sheepctl", description="sheep-runtime client")
-    p.add_argument("--socket", default="", help="API Unix socket (SHEEP_SOCKET)")
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", action="version", version=f"sheepctl {__version__}",
+                   help="print sheepctl's version and exit (the daemon's: sheepctl version)")
+    p.add_argument("--socket", default="",
+                   help=f"the daemon's Unix socket (env SHEEP_SOCKET; default {DEFAULT_SOCKET})")
     p.add_argument("--host", default="",
                    help="daemon address instead: tcp://HOST:PORT (mutual TLS), "
                         "unix:///PATH or a socket path")
@@ -164,85 +39,152 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PEM CA of the daemon's certificate, for tcp:// (SHEEP_TLS_CA)")
     p.add_argument("--tls-cert", default="",
                    help="PEM client certificate, for tcp:// (SHEEP_TLS_CERT)")
-    p.add_argument("--tls-key", default="",
-                   help="PEM key of --tls-cert (SHEEP_TLS_KEY)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="create and start a container")
-    r.add_argument("-d", "--detach", action="store_true", help="do not wait for the exit")
-    r.add_argument("--name", default="")
-    r.add_argument("--network", action="append", default=[])
-    r.add_argument("--network-mode", default="", choices=["", "none"])
-    r.add_argument("--ip", default="")
-    r.add_argument("-p", "--publish", action="append", default=[],
-                   help="[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")
-    r.add_argument("--hostname", default="")
-    r.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")
-    r.add_argument("command", nargs=argparse.REMAINDER)
-    r.set_defaults(fn=cmd_run)
+    p.add_argument("--tls-key", default="", help="PEM key of --tls-cert (SHEEP_TLS_KEY)")
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = sub.add_parser("run", help="create and start a container",
+                       usage="sheepctl run [OPTIONS] -- COMMAND [ARG...]")
+    r.add_argument("-d", "--detach", action="store_true",
+                   help="print the container's id once it runs and exit; without it, print "
+                        "the id and wait for the exit (its status is sheepctl's)")
+    r.add_argument("--name", default="", help="unique name (default: sheep-<id prefix>)")
+    r.add_argument("--network", action="append", default=[], metavar="NETWORK",
+                   help="attach to this network (repeatable; default: sheep0)")
+    r.add_argument("--network-mode", default="", choices=["", "none"],
+                   help="none: loopback only, no network")
+    r.add_argument("--ip", default="", help="address on the first network (default: leased)")
+    r.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
+                   help="publish a port on the first network: "
+                        "[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")
+    r.add_argument("--hostname", default="", help="hostname inside (default: the name)")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment variable of the command (repeatable)")
+    r.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="add a capability to the default set, e.g. NET_ADMIN; ALL for "
+                        "every one (repeatable)")
+    r.add_argument("--privileged", action="store_true",
+                   help="every capability and no seccomp filter (the daemon's own "
+                        "directories stay hidden)")
+    r.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    r.set_defaults(fn=commands.cmd_run, failed=RUN_FAILED)
+
+
+def _listing_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the ids")
+    p.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
+
+
+def _add_containers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ps = sub.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true")
-    ps.set_defaults(fn=cmd_ps)
+    ps.add_argument("-a", "--all", action="store_true", help="exited ones too")
+    _listing_flags(ps)
+    ps.set_defaults(fn=commands.cmd_ps)
     i = sub.add_parser("inspect", help="show a container as JSON")
-    i.add_argument("id")
-    i.set_defaults(fn=cmd_inspect)
-    s = sub.add_parser("stop", help="stop containers")
-    s.add_argument("-t", "--time", type=int, default=10)
-    s.add_argument("ids", nargs="+")
-    s.set_defaults(fn=cmd_stop)
+    i.add_argument("id", help="name, id or unique id prefix")
+    i.set_defaults(fn=commands.cmd_inspect)
+    s = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
+    s.add_argument("-t", "--time", type=int, default=10, metavar="SECONDS",
+                   help="seconds between SIGTERM and SIGKILL (default 10)")
+    s.add_argument("ids", nargs="+", metavar="CONTAINER", help="names or ids")
+    s.set_defaults(fn=commands.cmd_stop)
     rm = sub.add_parser("rm", help="remove containers")
-    rm.add_argument("-f", "--force", action="store_true")
-    rm.add_argument("ids", nargs="+")
-    rm.set_defaults(fn=cmd_rm)
+    rm.add_argument("-f", "--force", action="store_true", help="kill running ones first")
+    rm.add_argument("ids", nargs="+", metavar="CONTAINER", help="names or ids")
+    rm.set_defaults(fn=commands.cmd_rm)
     pt = sub.add_parser("port", help="list a container's published ports")
-    pt.add_argument("id")
-    pt.set_defaults(fn=cmd_port)
+    pt.add_argument("id", help="name, id or unique id prefix")
+    pt.set_defaults(fn=commands.cmd_port)
+
+
+def _add_networks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     n = sub.add_parser("network", help="manage networks")
-    nsub = n.add_subparsers(dest="net_cmd", required=True)
-    nc = nsub.add_parser("create")
-    nc.add_argument("name")
-    nc.add_argument("--subnet", required=True)
-    nc.add_argument("--gateway", default="")
-    nc.add_argument("--bridge", default="")
-    nc.add_argument("--mtu", type=int, default=0)
-    nc.add_argument("--internal", action="store_true")
-    nc.add_argument("--no-icc", action="store_true")
-    nsub.add_parser("ls")
-    for verb in ("inspect", "rm"):
-        nsub.add_parser(verb).add_argument("name")
-    ncon = nsub.add_parser("connect")
-    ncon.add_argument("name")
-    ncon.add_argument("container")
-    ncon.add_argument("--ip", default="")
-    ncon.add_argument("--interface", default="")
-    ncon.add_argument("-p", "--publish", action="append", default=[])
-    ndis = nsub.add_parser("disconnect")
-    ndis.add_argument("name")
-    ndis.add_argument("container")
-    n.set_defaults(fn=cmd_network)
-    e = sub.add_parser("events", help="stream events")
-    e.add_argument("--filter", action="append", default=[],
-                   help="container=ID, network=NAME or type=PREFIX")
-    e.set_defaults(fn=cmd_events)
-    sub.add_parser("version").set_defaults(fn=cmd_version)
+    nsub = n.add_subparsers(dest="net_cmd", required=True, metavar="COMMAND")
+    nc = nsub.add_parser("create", help="create a network with its own bridge")
+    nc.add_argument("name", help="the network's name")
+    nc.add_argument("--subnet", required=True, help="IPv4 subnet in CIDR form")
+    nc.add_argument("--gateway", default="", help="gateway address (default: the first)")
+    nc.add_argument("--bridge", default="", help="bridge name (default: derived)")
+    nc.add_argument("--mtu", type=int, default=0, help="MTU of the bridge and veths")
+    nc.add_argument("--internal", action="store_true", help="no NAT to the outside")
+    nc.add_argument("--no-icc", action="store_true",
+                    help="containers on it cannot reach each other")
+    nc.set_defaults(fn=commands.cmd_network_create)
+    ls = nsub.add_parser("ls", help="list networks: leases allocated / capacity")
+    _listing_flags(ls)
+    ls.set_defaults(fn=commands.cmd_network_ls)
+    for verb, fn, what in (("inspect", commands.cmd_network_inspect, "show a network as JSON"),
+                           ("rm", commands.cmd_network_rm, "remove an unused network")):
+        v = nsub.add_parser(verb, help=what)
+        v.add_argument("name", help="name, id or unique id prefix")
+        v.set_defaults(fn=fn)
+    con = nsub.add_parser("connect", help="attach a running container to a network")
+    con.add_argument("name", help="the network")
+    con.add_argument("container", help="the container")
+    con.add_argument("--ip", default="", help="address (default: leased)")
+    con.add_argument("--interface", default="", help="interface name inside (default: ethN)")
+    con.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
+                     help="publish a port, as for run")
+    con.set_defaults(fn=commands.cmd_network_connect)
+    dis = nsub.add_parser("disconnect", help="detach a container from a network")
+    dis.add_argument("name", help="the network")
+    dis.add_argument("container", help="the container")
+    dis.set_defaults(fn=commands.cmd_network_disconnect)
+
+
+def _add_events_and_version(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser("events", help="stream live events until interrupted")
+    e.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="container=NAME_OR_ID, network=NAME or type=PREFIX (repeatable)")
+    e.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text (default) or json: one JSON object per line")
+    e.set_defaults(fn=commands.cmd_events)
+    v = sub.add_parser("version", help="the daemon's version, API and backends as JSON")
+    v.set_defaults(fn=commands.cmd_version)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """sheepctl's argument parser: connection flags, then one subcommand."""
+    p = argparse.ArgumentParser(prog="sheepctl", description="sheep-runtime client",
+                                epilog=EPILOG)
+    _connection_flags(p)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_containers(sub)
+    _add_networks(sub)
+    _add_events_and_version(sub)
+    p.set_defaults(failed=FAILED)
     return p
+
+
+def unreachable(a: argparse.Namespace, err: SheepClientError) -> str:
+    """What to tell the user when the daemon cannot be reached."""
+    t = target(socket=a.socket, host=a.host)
+    if not is_tcp(t):
+        return (f"cannot reach sheepd at {t.removeprefix('unix:')}: is it running? "
+                "(sudo systemctl start sheepd)")
+    return (f"cannot reach sheepd at tcp://{t}: is it running, and does it accept this "
+            f"client's certificate (--tls-ca, --tls-cert, --tls-key)? "
+            f"({err.code.name}: {err.details})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sheepctl`."""
     a = build_parser().parse_args(argv)
+    failed = int(a.failed)
     try:
         with SheepClient(socket=a.socket, host=a.host, tls_ca=a.tls_ca,
                          tls_cert=a.tls_cert, tls_key=a.tls_key) as api:
             return int(a.fn(api, a))
+    except Unavailable as e:
+        print(f"sheepctl: {unreachable(a, e)}", file=sys.stderr)
+        return failed
     except SheepClientError as e:
         print(f"sheepctl: {e.code.name}: {e.details}", file=sys.stderr)
-        return 1
-    except grpc.RpcError as e:  # pragma: no cover - the wrapper converts them all
-        print(f"sheepctl: {e.code().name}: {e.details()}", file=sys.stderr)
-        return 1
+        return failed
     except ValueError as e:
         print(f"sheepctl: {e}", file=sys.stderr)
-        return 2
+        return RUN_FAILED if failed == RUN_FAILED else USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -1,0 +1,222 @@
+"""The asyncio client (grpc.aio): `AsyncSheepClient`, the methods of `SheepClient` as
+coroutines, and `AsyncEventStream`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from sheep.runtime.v1 import runtime_pb2 as pb
+from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
+
+from sheep_client import builders, connection
+from sheep_client.builders import NetworkSpec, PortSpec, Since
+from sheep_client.client import DEFAULT_TIMEOUT, quiet_end, stop_deadline
+from sheep_client.errors import Unavailable, from_rpc_error
+
+
+class AsyncEventStream(AsyncIterator[pb.Event]):
+    """The asyncio twin of `EventStream`: `async for event in stream`."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._cancelled = False
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> pb.Event:
+        if self._cancelled:
+            raise StopAsyncIteration
+        try:
+            msg = await self._call.read()
+        except grpc.RpcError as e:
+            if quiet_end(e, self._cancelled):
+                raise StopAsyncIteration from None
+            raise from_rpc_error(e) from None
+        except asyncio.CancelledError:
+            if self._cancelled:  # our own cancel(), not the task's
+                raise StopAsyncIteration from None
+            raise
+        if msg is grpc.aio.EOF:
+            raise StopAsyncIteration
+        event: pb.Event = msg
+        return event
+
+    def cancel(self) -> None:
+        """Stop the stream; a pending or later read ends the iteration."""
+        self._cancelled = True
+        self._call.cancel()
+
+    close = cancel
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class AsyncSheepClient:
+    """The asyncio client: the methods of `SheepClient` as coroutines, over grpc.aio.
+
+    Create it inside a running event loop; `async with AsyncSheepClient() as c:` or
+    `await c.close()`. `watch_events()` returns an `AsyncEventStream`. Connects like
+    `SheepClient` (the same arguments).
+    """
+
+    def __init__(self, *, socket: str = "", host: str = "",
+                 channel: grpc.aio.Channel | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT,
+                 options: connection.ChannelOptions | None = None,
+                 tls_ca: str = "", tls_cert: str = "", tls_key: str = "") -> None:
+        self._owns_channel = channel is None
+        self._channel: grpc.aio.Channel = channel if channel is not None else \
+            connection.aio_channel(socket=socket, host=host, options=options,
+                                   tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        self._stub = pb_grpc.RuntimeServiceStub(self._channel)
+        self.timeout = timeout
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying grpc.aio channel."""
+        return self._channel
+
+    @property
+    def stub(self) -> pb_grpc.RuntimeServiceStub:
+        """The generated stub (its calls are awaitable)."""
+        return self._stub
+
+    async def close(self) -> None:
+        """Close the channel (if this client opened it)."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> AsyncSheepClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        try:
+            return await getattr(self._stub, method)(
+                request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the channel is connected; `Unavailable` after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        except TimeoutError:
+            raise Unavailable(grpc.StatusCode.UNAVAILABLE,
+                              f"sheepd not reachable after {timeout}s") from None
+
+    # -- containers -----------------------------------------------------------------
+
+    async def create_container(self, command: Sequence[str], *, name: str = "",
+                               env: Mapping[str, str] | None = None, hostname: str = "",
+                               networks: Sequence[NetworkSpec] = (), network_mode: str = "",
+                               privileged: bool = False, cap_add: Sequence[str] = (),
+                               timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.create_container`."""
+        req = builders.create_container(command, name=name, env=env, hostname=hostname,
+                                        networks=networks, network_mode=network_mode,
+                                        privileged=privileged, cap_add=cap_add)
+        c: pb.Container = await self._call("CreateContainer", req, timeout)
+        return c
+
+    async def stop_container(self, id: str, *, timeout_seconds: int = 0,
+                             timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.stop_container`."""
+        req = pb.StopContainerRequest(id=id, timeout_seconds=timeout_seconds)
+        c: pb.Container = await self._call(
+            "StopContainer", req, timeout or stop_deadline(self.timeout, timeout_seconds))
+        return c
+
+    async def remove_container(self, id: str, *, force: bool = False,
+                               timeout: float | None = None) -> str:
+        """See `SheepClient.remove_container`."""
+        resp: pb.RemoveContainerResponse = await self._call(
+            "RemoveContainer", pb.RemoveContainerRequest(id=id, force=force), timeout)
+        return resp.id
+
+    async def list_containers(self, *, all: bool = False,
+                              filters: Mapping[str, str] | None = None,
+                              timeout: float | None = None) -> list[pb.Container]:
+        """See `SheepClient.list_containers`."""
+        resp: pb.ListContainersResponse = await self._call(
+            "ListContainers", builders.list_containers(all=all, filters=filters), timeout)
+        return list(resp.containers)
+
+    async def inspect(self, id: str, *, timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.inspect`."""
+        c: pb.Container = await self._call("Inspect", pb.InspectRequest(id=id), timeout)
+        return c
+
+    inspect_container = inspect
+
+    # -- attachments ----------------------------------------------------------------
+
+    async def attach_network(self, container_id: str, network: str, *, ip: str = "",
+                             ports: Sequence[PortSpec] = (), interface_name: str = "",
+                             timeout: float | None = None) -> pb.NetworkAttachment:
+        """See `SheepClient.attach_network`."""
+        req = builders.attach_network(container_id, network, ip=ip, ports=ports,
+                                      interface_name=interface_name)
+        att: pb.NetworkAttachment = await self._call("AttachNetwork", req, timeout)
+        return att
+
+    async def detach_network(self, container_id: str, network: str, *,
+                             timeout: float | None = None) -> None:
+        """See `SheepClient.detach_network`."""
+        await self._call("DetachNetwork", pb.DetachNetworkRequest(container_id=container_id,
+                                                                  network=network), timeout)
+
+    # -- networks -------------------------------------------------------------------
+
+    async def create_network(self, name: str, subnet: str, *, gateway: str = "",
+                             bridge: str = "", mtu: int = 0, internal: bool = False,
+                             icc: bool | None = None,
+                             timeout: float | None = None) -> pb.Network:
+        """See `SheepClient.create_network`."""
+        req = builders.create_network(name, subnet, gateway=gateway, bridge=bridge, mtu=mtu,
+                                      internal=internal, icc=icc)
+        n: pb.Network = await self._call("CreateNetwork", req, timeout)
+        return n
+
+    async def inspect_network(self, id: str, *, timeout: float | None = None) -> pb.Network:
+        """See `SheepClient.inspect_network`."""
+        n: pb.Network = await self._call("InspectNetwork", pb.InspectNetworkRequest(id=id),
+                                         timeout)
+        return n
+
+    async def list_networks(self, *, timeout: float | None = None) -> list[pb.Network]:
+        """See `SheepClient.list_networks`."""
+        resp: pb.ListNetworksResponse = await self._call(
+            "ListNetworks", pb.ListNetworksRequest(), timeout)
+        return list(resp.networks)
+
+    async def remove_network(self, id: str, *, timeout: float | None = None) -> str:
+        """See `SheepClient.remove_network`."""
+        resp: pb.RemoveNetworkResponse = await self._call(
+            "RemoveNetwork", pb.RemoveNetworkRequest(id=id), timeout)
+        return resp.id
+
+    # -- events and version ---------------------------------------------------------
+
+    def watch_events(self, filters: Mapping[str, str] | None = None, since: Since = None,
+                     *, duration: float | None = None) -> AsyncEventStream:
+        """See `SheepClient.watch_events`; iterate it with `async for`."""
+        call = self._stub.WatchEvents(builders.watch_events(filters, since), timeout=duration)
+        return AsyncEventStream(call)
+
+    async def version(self, *, timeout: float | None = None) -> pb.VersionResponse:
+        """See `SheepClient.version`."""
+        v: pb.VersionResponse = await self._call("Version", pb.VersionRequest(), timeout)
+        return v

@@ -1,0 +1,214 @@
+"""sheepctl as a user runs it (a process; its stdout, stderr and exit status), against a
+real sheepd in a sandbox: `run -d` prints only the id, listings take -q and --format
+json, exit statuses are docker's, an unreachable daemon gets a clear message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sheep_client
+from sheep_client.cli import build_parser
+
+from tests.sandbox import Sandbox
+
+kernel = pytest.mark.kernel
+HEX = set("0123456789abcdef")
+
+
+def ctl(*argv: str, socket: Path | str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sheep_client.cli", "--socket", str(socket),
+                           *argv], capture_output=True, text=True, timeout=120, check=False)
+
+
+def is_id(text: str, length: int = 64) -> bool:
+    return len(text) == length and set(text) <= HEX
+
+
+# -- without a daemon -----------------------------------------------------------------
+
+
+def _parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = [p]
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _parsers(sub)
+    return out
+
+
+def test_every_flag_and_argument_has_help() -> None:
+    missing = [f"{p.prog}: {a.option_strings or a.dest}"
+               for p in _parsers(build_parser()) for a in p._actions
+               if not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert missing == []
+    for p in _parsers(build_parser()):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                assert all(choice.help for choice in a._choices_actions), p.prog
+
+
+def test_version_flag_prints_the_client_version() -> None:
+    r = ctl("--version", socket="/nonexistent.sock")
+    assert (r.returncode, r.stdout) == (0, f"sheepctl {sheep_client.__version__}\n")
+
+
+def test_unreachable_daemon_gets_a_clear_message(tmp_path: Path) -> None:
+    sock = tmp_path / "sheep.sock"
+    message = (f"sheepctl: cannot reach sheepd at {sock}: is it running? "
+               "(sudo systemctl start sheepd)\n")
+    r = ctl("ps", socket=sock)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", message)
+    r = ctl("run", "-d", "--", "/bin/true", socket=sock)
+    assert (r.returncode, r.stdout, r.stderr) == (125, "", message)  # docker: 125
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    r = ctl("ps", "--format", "yaml", socket=tmp_path / "s")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = ctl("events", "--filter", "no-equals", socket=tmp_path / "s")
+    assert r.returncode == 2 and "bad filter 'no-equals': use KEY=VALUE" in r.stderr
+
+
+# -- against sheepd -------------------------------------------------------------------
+
+
+@kernel
+def test_run_detached_prints_only_the_id(box: Sandbox) -> None:
+    r = ctl("run", "-d", "--name", "web", "--", "/bin/sleep", "300", socket=box.socket)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    cid = r.stdout.removesuffix("\n")
+    assert is_id(cid), r.stdout  # so that id=$(sheepctl run -d ...) works
+    c = json.loads(ctl("inspect", cid, socket=box.socket).stdout)
+    assert (c["id"], c["name"], c["state"]) == (cid, "web", "RUNNING")
+
+
+@kernel
+def test_listings_quiet_and_json(box: Sandbox) -> None:
+    ids = [ctl("run", "-d", "--name", f"c{i}", "--", "/bin/sleep", "300",
+               socket=box.socket).stdout.strip() for i in range(2)]
+    r = ctl("ps", "-q", socket=box.socket)
+    assert r.returncode == 0 and sorted(r.stdout.split()) == sorted(i[:12] for i in ids)
+    rows = [json.loads(line) for line in ctl("ps", "--format", "json",
+                                             socket=box.socket).stdout.splitlines()]
+    assert sorted((c["id"], c["name"], c["state"]) for c in rows) == \
+        sorted(zip(ids, ("c0", "c1"), ("RUNNING",) * 2, strict=True))
+    table = ctl("ps", socket=box.socket).stdout.splitlines()
+    assert table[0].split()[:3] == ["ID", "NAME", "STATE"] and len(table) == 3
+
+    assert ctl("network", "create", "backend", "--subnet", "10.30.0.0/24",
+               socket=box.socket).returncode == 0
+    nets = [json.loads(line) for line in ctl("network", "ls", "--format", "json",
+                                             socket=box.socket).stdout.splitlines()]
+    assert sorted(n["name"] for n in nets) == ["backend", "sheep0"]
+    quiet = ctl("network", "ls", "-q", socket=box.socket).stdout.split()
+    assert sorted(quiet) == sorted(n["id"][:12] for n in nets)
+
+
+@kernel
+def test_a_command_not_found_or_not_executable_is_127_or_126(box: Sandbox) -> None:
+    for command, status, why in (("/nonexistent", 127, "not found"),
+                                 ("/etc/passwd", 126, "not executable")):
+        r = ctl("run", "-d", "--name", f"bad{status}", "--", command, socket=box.socket)
+        assert (r.returncode, r.stdout) == (status, ""), r.stderr
+        assert f"{command}: {why} in the container (exit {status})" in r.stderr
+        c = json.loads(ctl("inspect", f"bad{status}", socket=box.socket).stdout)
+        assert (c["state"], c["exit_code"]) == ("EXITED", status)
+        # In the foreground too.
+        r = ctl("run", "--network-mode", "none", "--", command, socket=box.socket)
+        assert r.returncode == status and why in r.stderr, r.stderr
+
+
+@kernel
+def test_run_in_the_foreground_returns_the_container_status(box: Sandbox) -> None:
+    r = ctl("run", "--network-mode", "none", "--", "/bin/sh", "-c", "exit 7",
+            socket=box.socket)
+    assert r.returncode == 7 and is_id(r.stdout.strip()), r.stderr
+    r = ctl("run", "-d", "--network-mode", "none", "--", "/bin/sh", "-c", "exit 3",
+            socket=box.socket)
+    assert r.returncode == 0 and is_id(r.stdout.strip()), r.stderr  # -d: docker's 0
+
+
+@kernel
+def test_daemon_errors_exit_125_from_run_and_1_otherwise(box: Sandbox) -> None:
+    assert ctl("run", "-d", "--name", "dup", "--", "/bin/sleep", "300",
+               socket=box.socket).returncode == 0
+    r = ctl("run", "-d", "--name", "dup", "--", "/bin/sleep", "300", socket=box.socket)
+    assert r.returncode == 125 and r.stderr.startswith("sheepctl: ALREADY_EXISTS: "), r.stderr
+    r = ctl("run", "-d", "-p", "bogus", "--", "/bin/true", socket=box.socket)
+    assert r.returncode == 125 and "bad port spec 'bogus'" in r.stderr
+    r = ctl("rm", "dup", socket=box.socket)
+    assert r.returncode == 1 and r.stderr.startswith("sheepctl: FAILED_PRECONDITION: ")
+    r = ctl("inspect", "ghost", socket=box.socket)
+    assert (r.returncode, r.stderr) == (1, "sheepctl: NOT_FOUND: no container with id or "
+                                            "name 'ghost'\n")
+
+
+@kernel
+def test_unknown_event_filter_fails_with_the_daemon_message(box: Sandbox) -> None:
+    r = ctl("events", "--filter", "bogus=1", socket=box.socket)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(
+        "sheepctl: INVALID_ARGUMENT: unknown event filter 'bogus'"), r.stderr
+
+
+@kernel
+def test_privileged_and_cap_add_reach_the_daemon(box: Sandbox) -> None:
+    r = ctl("run", "-d", "--name", "netadmin", "--cap-add", "NET_ADMIN", "--", "/bin/sleep",
+            "300", socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(ctl("inspect", "netadmin", socket=box.socket).stdout)
+    assert "CAP_NET_ADMIN" in c["capabilities"] and not c.get("privileged")
+    r = ctl("run", "-d", "--name", "root", "--privileged", "--", "/bin/sleep", "300",
+            socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(ctl("inspect", "root", socket=box.socket).stdout)
+    assert c["privileged"] is True and "CAP_SYS_ADMIN" in c["capabilities"]
+
+
+@kernel
+def test_tour_commands(box: Sandbox) -> None:
+    cid = ctl("run", "-d", "--name", "cli", "--", "/bin/sleep", "300",
+              socket=box.socket).stdout.strip()
+    assert ctl("network", "create", "clinet", "--subnet", "10.34.0.0/24",
+               socket=box.socket).returncode == 0
+    r = ctl("network", "connect", "clinet", "cli", "--ip", "10.34.0.9", socket=box.socket)
+    assert r.stdout == "eth1\t10.34.0.9/24\n", r.stderr
+    assert ctl("network", "disconnect", "clinet", "cli", socket=box.socket).returncode == 0
+    assert ctl("network", "rm", "clinet", socket=box.socket).returncode == 0
+    r = ctl("stop", "-t", "1", "cli", socket=box.socket)
+    assert r.stdout.strip() in (f"{cid[:12]}\texited(137)", f"{cid[:12]}\texited(143)")
+    r = ctl("rm", "cli", socket=box.socket)
+    assert (r.returncode, r.stdout.strip()) == (0, cid)
+    assert ctl("ps", "-a", "-q", socket=box.socket).stdout == ""
+
+
+
+def watchers(box: Sandbox) -> float:
+    """How many WatchEvents calls the daemon has started."""
+    m = re.search(r'^grpc_server_started_total\{[^}]*grpc_method="WatchEvents"[^}]*\} '
+                  r'([0-9.]+)$', box.metrics(), flags=re.M)
+    return float(m[1]) if m else 0.0
+
+
+@kernel
+def test_events_stream_as_json_lines(box: Sandbox) -> None:
+    with subprocess.Popen([sys.executable, "-m", "sheep_client.cli", "--socket", str(box.socket),
+                           "events", "--filter", "type=network.", "--format", "json"],
+                          stdout=subprocess.PIPE, text=True) as events:
+        assert events.stdout is not None
+        while watchers(box) < 1:  # until the daemon serves the stream
+            assert events.poll() is None
+            time.sleep(0.05)
+        assert ctl("network", "create", "watched", "--subnet", "10.40.0.0/24",
+                   socket=box.socket).returncode == 0
+        first = json.loads(events.stdout.readline())
+        events.terminate()
+    assert (first["type"], first["network"]) == ("network.created", "watched")
+    assert isinstance(first["id"], str)  # uint64, as proto JSON writes it
