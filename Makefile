@@ -157,5 +157,5 @@ bench: venv
 	$(PY) bench/bench_cni.py
 	$(PY) bench/bench_dns.py
 
-clean:
+clean: uninstall
 	rm -rf $(VENV) build *.egg-info clients/python/*.egg-info
