@@ -145,7 +145,8 @@ unit: venv
 # run with no capabilities at all, so nothing in it can touch the kernel.
 test-fast: venv
 	setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- \
-	  $(PY) -m pytest tests/unit tests/ops tests/dns/test_names.py -q -p no:cacheprovider
+	  $(PY) -m pytest tests/unit tests/ops tests/dns/test_names.py \
+	  tests/images/test_ops.py -q -p no:cacheprovider
 
 test: venv apt-test check-proto check-api lint
 	$(PY) -m pytest tests -q -p no:cacheprovider

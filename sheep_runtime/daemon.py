@@ -33,6 +33,7 @@ from sheep_runtime.dns import DnsServer, Forwarder, host_upstreams, parse_upstre
 from sheep_runtime.errors import SheepError
 from sheep_runtime.firewall import Firewall, FirewallMonitor
 from sheep_runtime.firewall.rules import ClusterRules
+from sheep_runtime.images import ImageStore
 from sheep_runtime.logs import setup_logging
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.netlink import LinkManager, NetlinkMonitor, PinnedNamespaces
@@ -67,7 +68,8 @@ def acquire_lock(config: Config) -> IO[str]:
 
 
 async def open_backends(config: Config, metrics: Metrics) -> Backends:
-    """The real backends: netlink, pinned namespaces, nftables, SQLite, runc, DNS."""
+    """The real backends: netlink, pinned namespaces, nftables, SQLite, runc, the image
+    store, DNS."""
     links = LinkManager()
     await links.start()
     firewall = Firewall()
@@ -76,7 +78,8 @@ async def open_backends(config: Config, metrics: Metrics) -> Backends:
     resolver = DnsServer(forwarder=Forwarder(upstreams, metrics=metrics), metrics=metrics)
     return Backends(links=links, namespaces=PinnedNamespaces(), firewall=firewall,
                     store=Store(config.db_path),
-                    processes=OciProcesses(root=config.run_dir / "runc"), resolver=resolver)
+                    processes=OciProcesses(root=config.run_dir / "runc"),
+                    images=ImageStore(config.state_dir / "images"), resolver=resolver)
 
 
 async def close_backends(backends: Backends) -> None:

@@ -225,6 +225,25 @@ class ProcessSpec:
     hidden_paths: tuple[Path, ...] = ()
     # Files of `container_dir/etc` (e.g. "resolv.conf") bind-mounted read-only at /etc.
     etc_files: tuple[str, ...] = ()
+    # The container's own root (an image's overlay, prepared by the daemon); None: a
+    # read-only view of the host's.
+    rootfs: Path | None = None
+    cwd: str = "/"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An imported image: its layers (diff_ids, bottom first) and how it runs."""
+
+    name: str
+    id: str  # sha256 digest of its OCI config (of its one layer for a rootfs tarball)
+    layers: tuple[str, ...]
+    created_at: float
+    size: int  # bytes of its unpacked layers
+    env: tuple[str, ...] = ()  # KEY=VALUE
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    working_dir: str = ""
 
 
 @dataclass(frozen=True)

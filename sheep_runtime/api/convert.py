@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.errors import InvalidArgument, SheepError
-from sheep_runtime.model import Container, ContainerState, Event, PortMapping
+from sheep_runtime.model import Container, ContainerState, Event, Image, PortMapping
 from sheep_runtime.ops.containers import DEFAULT_STOP_TIMEOUT
 from sheep_runtime.ops.events import EventFilter
 from sheep_runtime.ops.networks import NetworkSpec
@@ -64,7 +64,15 @@ def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
             for n in r.networks]
     return container_spec(name=r.name, command=list(r.command), env=dict(r.env),
                           hostname=r.hostname, networks=nets, network_mode=r.network_mode,
-                          privileged=r.privileged, cap_add=list(r.cap_add))
+                          privileged=r.privileged, cap_add=list(r.cap_add), image=r.image,
+                          rootfs=r.rootfs, working_dir=r.working_dir)
+
+
+def image_to_pb(i: Image) -> pb.Image:
+    return pb.Image(id=i.id, name=i.name, layers=list(i.layers), size_bytes=i.size,
+                    created_at=timestamp(i.created_at), env=list(i.env),
+                    entrypoint=list(i.entrypoint), cmd=list(i.cmd),
+                    working_dir=i.working_dir)
 
 
 def stop_timeout(seconds: int) -> float:

@@ -76,6 +76,7 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def __init__(self, *, runtime: Runtime, backends: Mapping[str, str] | None = None) -> None:
         self._containers = runtime.containers
         self._networks = runtime.networks
+        self._images = runtime.images
         self._events = runtime.events
         self._backends = dict(backends or {})
         self._closing = asyncio.Event()
@@ -175,6 +176,23 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         finally:
             closing.cancel()
             await stream.aclose()
+
+    @mapped
+    async def ImportImage(self, request: pb.ImportImageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.Image:
+        return convert.image_to_pb(await self._images.import_image(
+            request.name, request.source, trusted=request.trusted))
+
+    @mapped
+    async def ListImages(self, request: pb.ListImagesRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ListImagesResponse:
+        return pb.ListImagesResponse(images=[convert.image_to_pb(i)
+                                             for i in self._images.list()])
+
+    @mapped
+    async def RemoveImage(self, request: pb.RemoveImageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.RemoveImageResponse:
+        return pb.RemoveImageResponse(id=(await self._images.remove(request.id)).id)
 
     @mapped
     async def Version(self, request: pb.VersionRequest,

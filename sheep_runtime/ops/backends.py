@@ -20,6 +20,7 @@ from sheep_runtime.model import (
     Container,
     ContainerState,
     ExitStatus,
+    Image,
     InterfaceState,
     Link,
     Network,
@@ -150,6 +151,37 @@ class Processes(Protocol):
 
     def rotate_log(self, container_dir: Path) -> bool:
         """Rotate the container's log if it outgrew its limit; True if it did."""
+
+
+class Images(Protocol):
+    """Imported images (layers unpacked once, shared) and the containers' roots made
+    from them: an overlay of the layers under the container's own upper dir."""
+
+    async def import_image(self, name: str, source: Path, *, trusted: bool = False
+                           ) -> Image:
+        """Import an OCI layout, OCI archive or rootfs tarball as `name` (replacing an
+        image of that name); InvalidArgument if malformed or unsafe."""
+
+    def list_images(self) -> list[Image]:
+        """Every image, by name."""
+
+    def resolve(self, ref: str) -> Image:
+        """The image by name or id prefix; NotFound."""
+
+    async def remove_image(self, ref: str) -> Image:
+        """Remove it; FailedPrecondition while a container's root is made from it."""
+
+    async def prepare_rootfs(self, container_id: str, *, container_dir: Path,
+                             image: Image | None = None, directory: Path | None = None
+                             ) -> Path:
+        """Mount the container's root (an overlay of `image` or of `directory`,
+        writes to its own upper dir in `container_dir`); return where."""
+
+    async def release_rootfs(self, container_id: str) -> None:
+        """Unmount the container's root and remove its upper dir; none: no-op."""
+
+    def rootfs_owners(self) -> list[str]:
+        """The containers that have a root prepared."""
 
 
 class NameTable(Protocol):

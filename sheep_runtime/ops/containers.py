@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -20,18 +20,19 @@ from sheep_runtime.model import (
     Attachment,
     Container,
     ContainerState,
+    Image,
     LinkState,
     ProcessHandle,
     ProcessSpec,
 )
 from sheep_runtime.names import generated_name, new_id
 from sheep_runtime.ops.attach import Attacher
-from sheep_runtime.ops.backends import Links, Namespaces, Processes, Store
+from sheep_runtime.ops.backends import Images, Links, Namespaces, Processes, Store
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.lookup import ContainerLookup
 from sheep_runtime.ops.networks import NetworkRegistry
 from sheep_runtime.ops.plans import AttachPlan, plan_attachments
-from sheep_runtime.ops.specs import AttachSpec, ContainerSpec
+from sheep_runtime.ops.specs import AttachSpec, ContainerSpec, validate_exec
 from sheep_runtime.ops.tasks import TaskSupervisor
 from sheep_runtime.ops.undo import Teardown, UndoStack
 from sheep_runtime.ops.views import AttachmentView, ContainerView
@@ -41,13 +42,22 @@ log = logging.getLogger(__name__)
 DEFAULT_STOP_TIMEOUT = 10.0
 
 
+@dataclass(frozen=True)
+class RootPlan:
+    """The container's own root: an image's layers or a directory, under an overlay."""
+
+    image: Image | None
+    directory: Path | None
+    cwd: str
+
+
 class ContainerService(ContainerLookup):
     """Owns the lifecycle of every container."""
 
     def __init__(self, *, config: Config, store: Store, networks: NetworkRegistry,
                  attacher: Attacher, links: Links, namespaces: Namespaces,
-                 processes: Processes, tasks: TaskSupervisor, metrics: Metrics,
-                 events: EventBus,
+                 processes: Processes, images: Images, tasks: TaskSupervisor,
+                 metrics: Metrics, events: EventBus,
                  etc_files: Callable[[Container, Path], tuple[str, ...]] | None = None
                  ) -> None:
         super().__init__(config=config, store=store, networks=networks, links=links)
@@ -56,6 +66,7 @@ class ContainerService(ContainerLookup):
         self._attacher = attacher
         self._namespaces = namespaces
         self._processes = processes
+        self._images = images
         self._tasks = tasks
         self._metrics = metrics
         self._events = events
@@ -64,19 +75,46 @@ class ContainerService(ContainerLookup):
 
     # -- create -------------------------------------------------------------------
 
-    def _plan(self, spec: ContainerSpec) -> tuple[Container, tuple[AttachPlan, ...]]:
+    def _plan(self, spec: ContainerSpec
+              ) -> tuple[Container, tuple[AttachPlan, ...], RootPlan | None]:
         cid = new_id()
         name = spec.name or generated_name(cid)
         requests = spec.networks
         if not requests and spec.network_mode == "":
             requests = (AttachSpec(network=DEFAULT_NETWORK),)
         plans = plan_attachments(cid, requests, resolve=self._networks.get)
-        c = Container(id=cid, name=name, command=spec.command, env=dict(spec.env),
+        root, command, env = self._plan_root(spec)
+        c = Container(id=cid, name=name, command=command, env=env,
                       hostname=spec.hostname or name, network_mode=spec.network_mode,
                       state=ContainerState.CREATED, created_at=time.time(),
                       netns_path=str(self._config.netns_dir / cid),
                       privileged=spec.privileged, capabilities=self._grantable(spec))
-        return c, plans
+        return c, plans, root
+
+    def _plan_root(self, spec: ContainerSpec
+                   ) -> tuple[RootPlan | None, tuple[str, ...], dict[str, str]]:
+        """The root, and the command and env with the image's defaults filled in: its
+        Entrypoint before the command (or its Cmd), its Env under the request's."""
+        if spec.rootfs:
+            directory = Path(spec.rootfs)
+            for ours in (self._config.state_dir, self._config.run_dir):
+                if ours.absolute().is_relative_to(directory):
+                    raise InvalidArgument(f"rootfs {directory} holds sheepd's own {ours}",
+                                          field="rootfs")
+            return (RootPlan(image=None, directory=directory, cwd=spec.working_dir or "/"),
+                    spec.command, dict(spec.env))
+        if not spec.image:
+            return None, spec.command, dict(spec.env)
+        image = self._images.resolve(spec.image)
+        command = image.entrypoint + (spec.command or image.cmd)
+        env = dict(e.partition("=")[::2] for e in image.env)
+        env.update(spec.env)
+        if not command:
+            raise InvalidArgument(f"image {image.name} has no Entrypoint or Cmd: give a "
+                                  "command", field="command")
+        validate_exec(command, env)
+        return (RootPlan(image=image, directory=None,
+                         cwd=spec.working_dir or image.working_dir or "/"), command, env)
 
     def _grantable(self, spec: ContainerSpec) -> tuple[str, ...]:
         """The capabilities to give: "ALL" and privileged mean all that sheepd itself
@@ -93,7 +131,7 @@ class ContainerService(ContainerLookup):
     async def create(self, spec: ContainerSpec) -> ContainerView:
         """Record, pin a netns, attach networks, start the process; all or nothing."""
         t0 = time.perf_counter()
-        c, plans = self._plan(spec)
+        c, plans, root = self._plan(spec)
         undo = UndoStack(self._metrics)
         async with self.locked(c.id):
             try:
@@ -102,11 +140,13 @@ class ContainerService(ContainerLookup):
                 cdir = self.container_dir(c.id)
                 cdir.mkdir(parents=True)
                 undo.push("remove container dir", lambda: shutil.rmtree(cdir, True))
+                rootfs = await self._prepare_root(c, root, undo)
                 netns = Path(c.netns_path)
                 await self._namespaces.create(netns)
                 undo.push("unpin netns", lambda: self._namespaces.delete(netns))
                 await self._attach_all(c, plans, undo)
-                handle = await self._processes.start(self._process_spec(c))
+                handle = await self._processes.start(self._process_spec(
+                    c, rootfs=rootfs, cwd=root.cwd if root else "/"))
                 undo.push("kill process", lambda: self._processes.kill(handle))
                 c = self.mark_running(c, handle)
             except BaseException:
@@ -120,14 +160,25 @@ class ContainerService(ContainerLookup):
         self._update_gauges()
         return await self.view(c)
 
-    def _process_spec(self, c: Container) -> ProcessSpec:
+    async def _prepare_root(self, c: Container, root: RootPlan | None, undo: UndoStack
+                            ) -> Path | None:
+        if root is None:
+            return None
+        rootfs = await self._images.prepare_rootfs(
+            c.id, container_dir=self.container_dir(c.id), image=root.image,
+            directory=root.directory)
+        undo.push("release rootfs", lambda: self._images.release_rootfs(c.id))
+        return rootfs
+
+    def _process_spec(self, c: Container, *, rootfs: Path | None, cwd: str) -> ProcessSpec:
         cdir = self.container_dir(c.id)
         return ProcessSpec(
             container_id=c.id, argv=c.command, env=c.env, hostname=c.hostname,
             netns_path=Path(c.netns_path), container_dir=cdir,
             capabilities=c.capabilities, privileged=c.privileged,
             hidden_paths=(self._config.state_dir, self._config.run_dir),
-            etc_files=self._etc_files(c, cdir) if self._etc_files else ())
+            etc_files=self._etc_files(c, cdir) if self._etc_files else (),
+            rootfs=rootfs, cwd=cwd)
 
     async def _attach_all(self, c: Container, plans: tuple[AttachPlan, ...],
                           undo: UndoStack) -> None:
@@ -232,14 +283,17 @@ class ContainerService(ContainerLookup):
 
     async def teardown(self, c: Container) -> Teardown:
         """Remove everything of a container that no longer runs, in a stated order: its
-        attachments (port rules, veths, records, leases), its netns pin, its dir."""
+        attachments (port rules, veths, records, leases), its netns pin, its root
+        (unmounted, its upper layer removed), its dir."""
         t = await self._attacher.detach(self._store.attachments(container_id=c.id),
                                         remove_records=lambda: self._store.remove_container(c.id))
         # A record kept (a veth that could not be deleted) keeps the netns for a retry;
         # a CNI sandbox's netns is its engine's.
         if c.owner == "sheep" and self._store.container(c.id) is None:
             await t.step("netns", lambda: self._namespaces.delete(Path(c.netns_path)))
-            await t.step("container dir", lambda: _remove_dir(self.container_dir(c.id)))
+            # A root still mounted keeps the dir (its removal would reach into it).
+            if await t.step("rootfs", lambda: self._images.release_rootfs(c.id)):
+                await t.step("container dir", lambda: _remove_dir(self.container_dir(c.id)))
         return t
 
     # -- attach and detach of a live container -----------------------------------

@@ -21,7 +21,7 @@ from sheep_runtime.errors import SheepError
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Container, ContainerState
 from sheep_runtime.names import HOST_VETH_PREFIX
-from sheep_runtime.ops.backends import Links, Namespaces, Processes, Store
+from sheep_runtime.ops.backends import Images, Links, Namespaces, Processes, Store
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.networks import NetworkRegistry
@@ -54,6 +54,7 @@ class Recovery:
     links: Links
     namespaces: Namespaces
     processes: Processes
+    images: Images
     containers: ContainerService
     networks: NetworkRegistry
     metrics: Metrics
@@ -136,9 +137,9 @@ class Recovery:
 
 async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = ()
                         ) -> dict[str, int]:
-    """Delete veths, bridges, bridge neighbours, pinned netns and container dirs that
-    carry our marks but belong to no record. Objects without our marks are never
-    touched, nor veths (`in_flight`) and bridges still being set up."""
+    """Delete veths, bridges, bridge neighbours, pinned netns, container roots and
+    container dirs that carry our marks but belong to no record. Objects without our
+    marks are never touched, nor veths (`in_flight`) and bridges still being set up."""
     r = recovery
     # Look at the kernel and the dirs first, at the records second: whatever an
     # operation made before the listing is by then in the store or in `in_flight`
@@ -146,11 +147,12 @@ async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = ()
     found_links = await r.links.list_links(HOST_VETH_PREFIX)
     pins = _children(r.config.netns_dir)
     cdirs = _children(r.config.containers_dir)
+    roots = r.images.rootfs_owners()
     veths = {a.host_interface for a in r.store.attachments()}
     known_bridges = {n.bridge for n in r.networks.all()} | r.networks.in_flight
     ids = {c.id for c in r.store.containers()} | {key for (table, key) in r.store.unreadable
                                                    if table == "containers"}
-    counts = {"veth": 0, "bridge": 0, "netns": 0, "container_dir": 0,
+    counts = {"veth": 0, "bridge": 0, "netns": 0, "rootfs": 0, "container_dir": 0,
               "neighbour": await _collect_neighbours(r)}
     for link in found_links:
         kind = ("veth" if OUR_VETH.fullmatch(link.name) and link.name not in veths
@@ -164,8 +166,16 @@ async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = ()
         if pin.name not in ids and await _try(f"unpin leaked netns {pin}",
                                               r.namespaces.delete(pin)):
             counts["netns"] += 1
+    mounted = set()  # a root that could not be unmounted keeps its dir for a retry
+    for cid in roots:
+        if cid in ids:
+            continue
+        if await _try(f"release leaked rootfs of {cid[:12]}", r.images.release_rootfs(cid)):
+            counts["rootfs"] += 1
+        else:
+            mounted.add(cid)
     for cdir in cdirs:
-        if cdir.name not in ids:
+        if cdir.name not in ids and cdir.name not in mounted:
             shutil.rmtree(cdir, ignore_errors=True)
             counts["container_dir"] += 1
     for kind, n in counts.items():

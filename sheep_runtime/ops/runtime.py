@@ -11,13 +11,22 @@ from sheep_runtime.config import Config
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import ContainerState
 from sheep_runtime.ops.attach import Attacher
-from sheep_runtime.ops.backends import Firewall, Links, Namespaces, Processes, Resolver, Store
+from sheep_runtime.ops.backends import (
+    Firewall,
+    Images,
+    Links,
+    Namespaces,
+    Processes,
+    Resolver,
+    Store,
+)
 from sheep_runtime.ops.cni import CniService
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.dns import DnsService
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.firewall import FirewallSync
 from sheep_runtime.ops.healer import Healer
+from sheep_runtime.ops.images import ImageService
 from sheep_runtime.ops.networks import NetworkRegistry
 from sheep_runtime.ops.ports import PortTable
 from sheep_runtime.ops.recovery import Recovery, RecoveryReport, collect_leaks
@@ -38,6 +47,7 @@ class Backends:
     firewall: Firewall
     store: Store
     processes: Processes
+    images: Images
     resolver: Resolver | None = None  # embedded DNS; None: containers keep the host's
 
 
@@ -58,6 +68,7 @@ class Runtime:
     recovery: Recovery
     cni: CniService
     dns: DnsService
+    images: ImageService
 
     async def start(self) -> RecoveryReport:
         """Load networks (ensuring their bridges), recover containers, apply the
@@ -112,17 +123,17 @@ async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
                      resolver=b.resolver)
     containers = ContainerService(
         config=config, store=b.store, networks=networks, attacher=attacher, links=b.links,
-        namespaces=b.namespaces, processes=b.processes, tasks=tasks, metrics=metrics,
-        events=events, etc_files=dns.write_etc_files)
+        namespaces=b.namespaces, processes=b.processes, images=b.images, tasks=tasks,
+        metrics=metrics, events=events, etc_files=dns.write_etc_files)
     healer = Healer(store=b.store, networks=networks, containers=containers,
                     attacher=attacher, links=b.links, tasks=tasks, metrics=metrics,
                     events=events)
     recovery = Recovery(config=config, store=b.store, links=b.links, namespaces=b.namespaces,
-                        processes=b.processes, containers=containers, networks=networks,
-                        metrics=metrics, events=events)
+                        processes=b.processes, images=b.images, containers=containers,
+                        networks=networks, metrics=metrics, events=events)
     cni = CniService(containers=containers, attacher=attacher, networks=networks,
                      store=b.store, links=b.links, metrics=metrics, events=events)
     return Runtime(config=config, backends=b, metrics=metrics, events=events, tasks=tasks,
                    networks=networks, firewall=firewall, attacher=attacher,
                    containers=containers, healer=healer, recovery=recovery, cni=cni,
-                   dns=dns)
+                   dns=dns, images=ImageService(images=b.images, events=events))

@@ -49,6 +49,9 @@ class ContainerSpec:
     privileged: bool = False
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     all_capabilities: bool = False  # cap_add "ALL": every one the host can grant
+    image: str = ""  # the root: an image by name or id, or a directory (`rootfs`)
+    rootfs: str = ""
+    working_dir: str = ""  # "" = the image's, else /
 
 
 def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
@@ -78,11 +81,14 @@ def validate_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
 
 def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
                    hostname: str, networks: Sequence[AttachSpec], network_mode: str,
-                   privileged: bool = False, cap_add: Sequence[str] = ()) -> ContainerSpec:
-    """Validate a CreateContainer request."""
+                   privileged: bool = False, cap_add: Sequence[str] = (), image: str = "",
+                   rootfs: str = "", working_dir: str = "") -> ContainerSpec:
+    """Validate a CreateContainer request. The command may be left out with an image
+    (its Entrypoint and Cmd are checked once it is resolved)."""
     if name:
         validate_name(name, what="container")
-    _validate_exec(command, env)
+    _validate_root(image=image, rootfs=rootfs, working_dir=working_dir)
+    validate_exec(command, env, required=not image)
     if hostname and (len(hostname) > 64 or not HOSTNAME_RE.fullmatch(hostname)):
         raise InvalidArgument(f"invalid hostname {hostname!r}: at most 64 characters of "
                               "letters, digits, '-' and '.'", field="hostname")
@@ -100,11 +106,26 @@ def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
                          network_mode=network_mode, privileged=privileged,
                          capabilities=capabilities(privileged=privileged, cap_add=cap_add),
                          all_capabilities=privileged or any(
-                             c.strip().upper() == "ALL" for c in cap_add))
+                             c.strip().upper() == "ALL" for c in cap_add),
+                         image=image, rootfs=rootfs, working_dir=working_dir)
 
 
-def _validate_exec(command: Sequence[str], env: Mapping[str, str]) -> None:
-    if not command or not command[0]:
+def _validate_root(*, image: str, rootfs: str, working_dir: str) -> None:
+    if image and rootfs:
+        raise InvalidArgument("give an image or a rootfs directory, not both", field="rootfs")
+    if rootfs and (not rootfs.startswith("/") or "\0" in rootfs):
+        raise InvalidArgument(f"rootfs {rootfs[:200]!r} is not an absolute path",
+                              field="rootfs")
+    if working_dir and (not working_dir.startswith("/") or "\0" in working_dir):
+        raise InvalidArgument(f"working_dir {working_dir[:200]!r} is not an absolute path",
+                              field="working_dir")
+
+
+def validate_exec(command: Sequence[str], env: Mapping[str, str], *,
+                  required: bool = True) -> None:
+    """InvalidArgument unless `command` (required unless an image gives one) and `env`
+    can be passed to execve."""
+    if (required and not command) or (command and not command[0]):
         raise InvalidArgument("command is required: give the program and its arguments",
                               field="command")
     if any("\0" in arg for arg in command):

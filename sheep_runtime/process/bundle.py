@@ -8,6 +8,9 @@ Its network namespace is the pre-pinned one, the others are new. `hidden_paths` 
 emptied of mounts and covered (maskedPaths) even when privileged; unless privileged
 it also gets no new privileges, the default seccomp profile and Docker's masked and
 read-only paths.
+
+With `spec.rootfs` (an image's overlay, mounted by the daemon) that is the root,
+writable, instead: no host root, no /tmp tmpfs, nothing of the host to hide.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ def _etc_mounts(spec: ProcessSpec) -> list[dict[str, Any]]:
             for name in spec.etc_files]
 
 
+def _mounts(spec: ProcessSpec) -> list[dict[str, Any]]:
+    own = [m for m in _MOUNTS if m["destination"] not in ("/", "/tmp")]
+    return [dict(m) for m in (own if spec.rootfs else _MOUNTS)] + _etc_mounts(spec)
+
+
 def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
                  seccomp: Mapping[str, Any] | None, nofile: int, cgroup_parent: str
                  ) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
                        {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
         "cgroupsPath": f"{cgroup_parent}/{spec.container_id}",
         "resources": {"devices": [{"allow": spec.privileged, "access": "rwm"}]},
-        "maskedPaths": [str(p) for p in spec.hidden_paths],
+        "maskedPaths": [] if spec.rootfs else [str(p) for p in spec.hidden_paths],
         "readonlyPaths": [],
     }
     if not spec.privileged:
@@ -107,18 +115,19 @@ def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
             "user": {"uid": 0, "gid": 0},
             # env(1) as a step before the command: a command that cannot be run then
             # exits 127 (126 if not executable) as from a shell, instead of runc
-            # failing the start with exit 1.
-            "args": [ENV_PATH, "--", *spec.argv],
+            # failing the start with exit 1. An image need not have env(1).
+            "args": list(spec.argv) if spec.rootfs else [ENV_PATH, "--", *spec.argv],
             "env": container_env(spec),
-            "cwd": "/",
+            "cwd": spec.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                              "inheritable": [], "ambient": []},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
             "noNewPrivileges": not spec.privileged,
         },
-        "root": {"path": "rootfs", "readonly": True},
+        "root": ({"path": str(spec.rootfs.absolute()), "readonly": False} if spec.rootfs
+                 else {"path": "rootfs", "readonly": True}),
         "hostname": spec.hostname,
-        "mounts": [dict(m) for m in _MOUNTS] + _etc_mounts(spec),
+        "mounts": _mounts(spec),
         "annotations": {ID_ANNOTATION: spec.container_id},
         "linux": linux,
     }
@@ -126,7 +135,7 @@ def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
     # container's reach, and out of the hook's too.
     reachable = [p for p in spec.hidden_paths
                  if not any(p.is_relative_to(m["destination"]) for m in _MOUNTS[1:])]
-    if reachable:
+    if reachable and spec.rootfs is None:
         rootfs = spec.container_dir.absolute() / "rootfs"
         config["hooks"] = {"createContainer": [_unmount_hook(rootfs, reachable)]}
     return config

@@ -14,6 +14,7 @@ from sheep_runtime.ops.runtime import Backends
 from sheep_runtime.store import Store
 from tests.fakes.calls import INJECTED, Call, CallLog
 from tests.fakes.firewall import FakeFirewall
+from tests.fakes.images import FakeImages
 from tests.fakes.kernel import FakeKernel
 from tests.fakes.links import FakeContainerLinks, FakeLinks
 from tests.fakes.namespaces import FakeNamespaces
@@ -26,6 +27,7 @@ __all__ = [
     "CallLog",
     "FakeContainerLinks",
     "FakeFirewall",
+    "FakeImages",
     "FakeKernel",
     "FakeLinks",
     "FakeNamespaces",
@@ -44,14 +46,17 @@ class Machine:
     firewall: FakeFirewall = field(init=False)
     namespaces: FakeNamespaces = field(init=False)
     processes: FakeProcesses = field(init=False)
+    images: FakeImages = field(init=False)
 
     def __post_init__(self) -> None:
         self.firewall = FakeFirewall(self.calls)
         self.namespaces = FakeNamespaces(self.kernel, self.calls)
         self.processes = FakeProcesses(self.kernel, self.calls)
+        self.images = FakeImages(self.calls)
 
     def backends(self, db_path: Path) -> tuple[Backends, FaultyStore]:
         """Backends for one daemon run over the SQLite store at `db_path`."""
         store = FaultyStore(Store(db_path), self.calls)
         return Backends(links=FakeLinks(self.kernel, self.calls), namespaces=self.namespaces,
-                        firewall=self.firewall, store=store, processes=self.processes), store
+                        firewall=self.firewall, store=store, processes=self.processes,
+                        images=self.images), store

@@ -39,7 +39,7 @@ class NetworkAttachmentRequest(_message.Message):
     def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
-    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add")
+    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add", "image", "rootfs", "working_dir")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,9 @@ class CreateContainerRequest(_message.Message):
     NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
     PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
     CAP_ADD_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -63,7 +66,64 @@ class CreateContainerRequest(_message.Message):
     network_mode: str
     privileged: bool
     cap_add: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ...) -> None: ...
+    image: str
+    rootfs: str
+    working_dir: str
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., rootfs: _Optional[str] = ..., working_dir: _Optional[str] = ...) -> None: ...
+
+class ImportImageRequest(_message.Message):
+    __slots__ = ("name", "source", "trusted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    trusted: bool
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., trusted: _Optional[bool] = ...) -> None: ...
+
+class Image(_message.Message):
+    __slots__ = ("id", "name", "layers", "size_bytes", "created_at", "env", "entrypoint", "cmd", "working_dir")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    CMD_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    size_bytes: int
+    created_at: _timestamp_pb2.Timestamp
+    env: _containers.RepeatedScalarFieldContainer[str]
+    entrypoint: _containers.RepeatedScalarFieldContainer[str]
+    cmd: _containers.RepeatedScalarFieldContainer[str]
+    working_dir: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., cmd: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class RemoveImageRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RemoveImageResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class StopContainerRequest(_message.Message):
     __slots__ = ("id", "timeout_seconds")

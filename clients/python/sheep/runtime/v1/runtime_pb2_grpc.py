@@ -100,6 +100,21 @@ class RuntimeServiceStub:
                 request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.VersionRequest.SerializeToString,
                 response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.VersionResponse.FromString,
                 _registered_method=True)
+        self.ImportImage = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/ImportImage',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ImportImageRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Image.FromString,
+                _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/ListImages',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/RemoveImage',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -219,6 +234,34 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportImage(self, request, context):
+        """Imports an image from a path on the daemon's host: an OCI image layout directory,
+        an OCI archive (a tar of one) or a plain rootfs tarball (`docker export`; may be
+        gzip, bzip2 or xz compressed). Replaces an image of the same name. Layers are
+        unpacked once and shared between images. Errors: INVALID_ARGUMENT (bad name, no
+        such source, a malformed archive, a digest mismatch, or an unsafe member: a path
+        escaping the layer, a device node or a setuid/setgid file unless trusted); nothing
+        is left behind then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImages(self, request, context):
+        """Lists the imported images by name. Errors: none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Removes an image (its layers unless another image shares them). Errors: NOT_FOUND,
+        FAILED_PRECONDITION (a container's root is made from it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +329,21 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Version,
                     request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.VersionRequest.FromString,
                     response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.VersionResponse.SerializeToString,
+            ),
+            'ImportImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportImage,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ImportImageRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Image.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ListImagesRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -640,6 +698,87 @@ class RuntimeService:
             '/sheep.runtime.v1.RuntimeService/Version',
             sheep_dot_runtime_dot_v1_dot_runtime__pb2.VersionRequest.SerializeToString,
             sheep_dot_runtime_dot_v1_dot_runtime__pb2.VersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/ImportImage',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.ImportImageRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.Image.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/ListImages',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.ListImagesRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/RemoveImage',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
