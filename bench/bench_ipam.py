@@ -1,4 +1,5 @@
-"""Benchmark of the IPAM pool: fill a /16 and a /8, then churn at 99% full.
+"""Benchmark of the IPAM pools: fill a /16 and a /8, then churn at 99% full; fill
+100,000 addresses of an IPv6 /64 and churn there.
 
 Run as ``python bench/bench_ipam.py``. A naive allocator (a Python set of used
 offsets and a linear next-fit scan from the cursor) runs the /16 cases in the same
@@ -12,15 +13,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sheep_runtime.ipam import AddressPool
+from sheep_runtime.ipam import AddressPool, AddressPool6, SparseBitmap
 
 PAIRS = 1000  # release+allocate pairs per churn case
 SEED = 42
+V6_FILL = 100_000  # addresses leased in the /64 before its churn
 
 
 class NaiveAllocator:
@@ -125,8 +127,56 @@ def bench_prefix(prefix: int, *, with_naive: bool) -> list[Row]:
     return rows
 
 
+def bench_slash64() -> list[Row]:
+    """Fill V6_FILL addresses of a /64 by allocate(); allocate from just below that
+    full run; churn at random among them (each release leaves a hole behind the
+    cursor, so allocate() goes on upwards); churn again with V6_FILL static leases
+    scattered over the whole /64 too."""
+    subnet = IPv6Network("fd00:30::/64")
+    pool = AddressPool6(subnet, gateway=subnet.network_address + 1)
+    base = int(subnet.network_address)
+    secs = fill(pool.allocate, V6_FILL)
+    rows: list[Row] = [(f"/64 fill: allocate() x {V6_FILL}", V6_FILL, secs,
+                        secs / V6_FILL * 1e6, None)]
+    # Next-fit from just below the full run: allocate() skips it through the summaries.
+    samples = []
+    for _ in range(PAIRS):
+        pool.restore([], cursor=subnet.network_address + 1)
+        start_ns = time.perf_counter_ns()
+        pool.allocate()
+        samples.append(time.perf_counter_ns() - start_ns)
+    rows.append((f"/64 skip {V6_FILL} leases: allocate", PAIRS, None,
+                 statistics.median(samples) / 1e3, None))
+    def release(off: int) -> bool:
+        return pool.release(IPv6Address(base + off))
+
+    def is_used(off: int) -> bool:
+        return pool.is_allocated(IPv6Address(base + off))
+
+    us = churn(size=V6_FILL + 2, free=0, release=release, is_used=is_used,
+               allocate=pool.allocate)
+    rows.append(("/64 churn: allocate after release", PAIRS, None, us, None))
+    rng = random.Random(SEED)
+    t0 = time.perf_counter()
+    for _ in range(V6_FILL):
+        off = rng.randrange(2**32, 2**64)  # clear of the dynamic leases
+        if not is_used(off):
+            pool.reserve(IPv6Address(base + off))
+    secs = time.perf_counter() - t0
+    rows.append((f"/64 scattered: reserve() x {V6_FILL}", V6_FILL, secs,
+                 secs / V6_FILL * 1e6, None))
+    us = churn(size=V6_FILL + 2, free=0, release=release, is_used=is_used,
+               allocate=pool.allocate)
+    rows.append(("/64 scattered: allocate after release", PAIRS, None, us, None))
+    bits = pool._bits
+    assert isinstance(bits, SparseBitmap)
+    print(f"/64 with {pool.allocated} leases holds {bits.nodes} words and summary nodes")
+    return rows
+
+
 def main() -> None:
-    rows = bench_prefix(16, with_naive=True) + bench_prefix(8, with_naive=False)
+    rows = (bench_prefix(16, with_naive=True) + bench_prefix(8, with_naive=False)
+            + bench_slash64())
     print(f"{'case':<38} {'ops':>9} {'total s':>8} {'us/op':>7} {'naive us/op':>12} {'ratio':>7}")
     for name, ops, secs, us, naive_us in rows:
         total = "-" if secs is None else f"{secs:.3f}"
