@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# runc starts containers; golang-github-containers-common ships the default seccomp profile.
+# runc starts containers; golang-github-containers-common ships the default seccomp profile;
+# busybox-static makes the demo's `minimal` image.
 APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-venv procps \
-  runc golang-github-containers-common prometheus
+  runc golang-github-containers-common prometheus busybox-static
 # What the tests need besides: podman and the CNI plugins (the CNI tier and baselines),
 # busybox-static (podman's rootfs), openssl (mTLS recipes), gcc (a containment test),
 # systemd (systemd-analyze), etcd (the cluster lab). Node.js comes from `make node`.

@@ -162,6 +162,8 @@ class Sandbox:
             self.stop(signal.SIGKILL)
         kill_containers(self.state_dir, self.run_dir)
         unpin_all(self.run_dir / "netns")
+        for mount in reversed(pinned_mounts(self.state_dir)):  # image roots (overlays)
+            sh("umount", "-l", mount, check=False)
         sh("ip", "netns", "del", self.name, check=False)
 
 

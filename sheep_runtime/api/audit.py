@@ -31,7 +31,7 @@ from sheep_runtime.ops.events import EventBus
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "api.audit"
-MUTATING_PREFIXES = ("Create", "Remove", "Stop", "Attach", "Detach")
+MUTATING_PREFIXES = ("Create", "Remove", "Stop", "Attach", "Detach", "Import")
 # auth_context() keys, in order of preference.
 _IDENTITY_KEYS = ("x509_common_name", "x509_subject_alternative_name")
 

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sheep_client
+from sheep_client import SheepClient
 from sheep_client.cli import build_parser
 
-from tests.sandbox import Sandbox
+from tests.images.builders import BUSYBOX, busybox_entries, rootfs_tarball
+from tests.sandbox import REPO, Sandbox
 
 kernel = pytest.mark.kernel
 HEX = set("0123456789abcdef")
@@ -212,3 +217,135 @@ def test_events_stream_as_json_lines(box: Sandbox) -> None:
         events.terminate()
     assert (first["type"], first["network"]) == ("network.created", "watched")
     assert isinstance(first["id"], str)  # uint64, as proto JSON writes it
+
+
+# -- images, roots and DNS aliases ---------------------------------------------------
+
+
+@pytest.fixture
+def minimal(tmp_path: Path) -> Path:
+    """A `minimal` rootfs tarball: Debian's busybox-static and its applet links."""
+    return rootfs_tarball(tmp_path / "minimal.tar", busybox_entries())
+
+
+@pytest.fixture
+def tidy(box: Sandbox) -> Iterator[Sandbox]:
+    """The sandbox, whose containers are removed through its daemon after the test: a
+    daemon that is just killed leaves their overlay roots mounted."""
+    yield box
+    with SheepClient(socket=str(box.socket), timeout=30) as api:
+        for c in api.list_containers(all=True):
+            api.remove_container(c.id, force=True)
+
+
+@kernel
+@pytest.mark.usefixtures("tidy")
+def test_images_import_list_run_and_rmi(box: Sandbox, minimal: Path) -> None:
+    r = ctl("image", "import", "minimal", str(minimal), socket=box.socket)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    image_id = r.stdout.removesuffix("\n")
+    assert image_id.startswith("sha256:") and is_id(image_id[7:]), r.stdout
+    assert ctl("images", "-q", socket=box.socket).stdout == f"{image_id[7:19]}\n"
+    [row] = [json.loads(line) for line in ctl("images", "--format", "json",
+                                              socket=box.socket).stdout.splitlines()]
+    assert (row["name"], row["id"]) == ("minimal", image_id)
+    assert int(row["size_bytes"]) >= BUSYBOX.stat().st_size
+    table = ctl("images", socket=box.socket).stdout.splitlines()
+    assert table[0].split() == ["NAME", "ID", "SIZE", "CREATED"]
+    assert table[1].split()[:2] == ["minimal", image_id[7:19]] and "ago" in table[1]
+
+    r = ctl("run", "--name", "net-test", "-d", "minimal", "/bin/sleep", "3600",
+            socket=box.socket)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    cid = r.stdout.removesuffix("\n")
+    assert is_id(cid), r.stdout
+    c = json.loads(ctl("inspect", "net-test", socket=box.socket).stdout)
+    assert (c["id"], c["state"], c["command"]) == (cid, "RUNNING", ["/bin/sleep", "3600"])
+    root = Path(f"/proc/{c['pid']}/root")
+    assert (root / "etc/image-release").is_file() and not (root / "usr").exists()
+
+    r = ctl("rmi", "minimal", socket=box.socket)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"sheepctl: FAILED_PRECONDITION: image minimal is used by container(s) "
+               f"{cid[:12]}: remove them first\n")
+    assert ctl("rm", "-f", "net-test", socket=box.socket).returncode == 0
+    r = ctl("rmi", "minimal", socket=box.socket)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{image_id}\n", "")
+    assert ctl("images", "-q", socket=box.socket).stdout == ""
+
+
+@kernel
+@pytest.mark.usefixtures("tidy")
+def test_run_takes_an_image_a_rootfs_or_the_host_view(box: Sandbox, minimal: Path,
+                                                      tmp_path: Path) -> None:
+    assert ctl("image", "import", "minimal", str(minimal), socket=box.socket).returncode == 0
+    # The image's root, with -w; the command's status is sheepctl's.
+    check = 'test "$(pwd)" = /etc && test -f image-release && test ! -e /usr'
+    r = ctl("run", "--network-mode", "none", "-w", "/etc", "minimal", "/bin/sh", "-c",
+            check, socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    # A directory as the root: the arguments are the command (sh, found in PATH).
+    tree = tmp_path / "tree"
+    with tarfile.open(minimal) as tar:
+        tar.extractall(tree, filter="tar")
+    r = ctl("run", "--network-mode", "none", "--rootfs", str(tree), "sh", "-c",
+            "test -f /etc/image-release && test ! -e /usr", socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    # No image: after --, or an absolute path first, the host's root.
+    for argv in (("--", "/bin/sh", "-c", "test -d /usr"), ("/bin/sh", "-c", "test -d /usr")):
+        r = ctl("run", "--network-mode", "none", *argv, socket=box.socket)
+        assert r.returncode == 0, r.stderr
+    # A first argument that names no image: docker's 125, and the way to the host view.
+    r = ctl("run", "-d", "sleep", "300", socket=box.socket)
+    assert r.returncode == 125 and r.stdout == ""
+    assert r.stderr.startswith("sheepctl: NOT_FOUND: no image 'sleep' ") and \
+        "sheepctl run [OPTIONS] -- sleep 300" in r.stderr, r.stderr
+
+
+@kernel
+def test_network_aliases_and_no_dns(box: Sandbox) -> None:
+    r = ctl("network", "create", "quiet", "--subnet", "10.36.0.0/24", "--no-dns",
+            socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    nets = {n["name"]: n for n in map(json.loads, ctl("network", "ls", "--format", "json",
+                                                      socket=box.socket).stdout.split())}
+    assert (nets["sheep0"].get("dns"), nets["quiet"].get("dns")) == (True, None)  # false
+    r = ctl("run", "-d", "--name", "db", "--network", "quiet", "--network", "sheep0",
+            "--network-alias", "database", "--network-alias", "pg", "--", "/bin/sleep",
+            "300", socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(ctl("inspect", "db", socket=box.socket).stdout)
+    assert [(n["network"], n["aliases"]) for n in c["networks"]] == [
+        ("quiet", ["database", "pg"]), ("sheep0", ["database", "pg"])]
+    # Without --network: the aliases go to the default network.
+    assert ctl("run", "-d", "--name", "web", "--network-alias", "www", "--", "/bin/sleep",
+               "300", socket=box.socket).returncode == 0
+    r = ctl("network", "connect", "quiet", "web", "--network-alias", "front",
+            socket=box.socket)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(ctl("inspect", "web", socket=box.socket).stdout)
+    assert [(n["network"], n["aliases"]) for n in c["networks"]] == [
+        ("sheep0", ["www"]), ("quiet", ["front"])]
+
+
+@kernel
+@pytest.mark.usefixtures("tidy")
+def test_the_demo_script_runs_net_test_on_minimal_again_and_again(box: Sandbox) -> None:
+    """`make run`'s script, inside the sandbox netns against its daemon, twice."""
+    env = {**os.environ, "SHEEP_STATE_DIR": str(box.state_dir),
+           "SHEEP_RUN_DIR": str(box.run_dir), "SHEEP_SOCKET": str(box.socket),
+           "PREFIX": str(REPO / ".venv")}
+    for _ in range(2):
+        r = subprocess.run(["nsenter", f"--net={box.netns}", "--", "bash",
+                            str(REPO / "scripts/run-demo.sh")], env=env, capture_output=True,
+                           text=True, timeout=120, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert re.search(r"^\+ sheepctl run --name net-test -d minimal /bin/sleep 3600\n"
+                         r"[0-9a-f]{64}\n", r.stdout, flags=re.M), r.stdout
+        assert "state=RUNNING" in r.stdout
+        assert r.stdout.count(" 0% packet loss") == 2, r.stdout
+    rows = [json.loads(line) for line in ctl("ps", "--format", "json",
+                                             socket=box.socket).stdout.splitlines()]
+    assert sorted(c["name"] for c in rows) == ["net-peer", "net-test"]
+    assert [json.loads(line)["name"] for line in ctl(
+        "images", "--format", "json", socket=box.socket).stdout.splitlines()] == ["minimal"]

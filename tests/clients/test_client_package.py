@@ -51,6 +51,8 @@ def test_every_rpc_has_a_wrapper_method() -> None:
              "DetachNetwork": "detach_network", "CreateNetwork": "create_network",
              "InspectNetwork": "inspect_network", "ListNetworks": "list_networks",
              "RemoveNetwork": "remove_network", "WatchEvents": "watch_events",
+             "ImportImage": "import_image", "ListImages": "list_images",
+             "RemoveImage": "remove_image",
              "Version": "version"}
     rpcs = {m.name for m in pb.DESCRIPTOR.services_by_name["RuntimeService"].methods}
     assert rpcs == set(snake), "a new RPC needs a wrapper method (sync and async)"

@@ -198,6 +198,20 @@ def check_remove_container(r: Result, box: Sandbox) -> None:
         filters={"all": "true"})).containers) == []
 
 
+def check_import_image(r: Result, box: Sandbox) -> None:
+    image = ok(r)
+    assert image["name"] == "minimal" and image["id"].startswith("sha256:"), image
+
+
+def check_list_images(r: Result, box: Sandbox) -> None:
+    assert [i["name"] for i in ok(r)["images"]] == ["minimal"]
+
+
+def check_remove_image(r: Result, box: Sandbox) -> None:
+    ok(r)
+    assert list(box.api.ListImages(pb.ListImagesRequest()).images) == []
+
+
 def check_error_details(r: Result, box: Sandbox) -> None:
     assert r.rc == 69, (r.rc, r.err)  # 64 + NOT_FOUND
     status = json.loads(r.err)
@@ -230,6 +244,9 @@ CHECKS: dict[str, Callable[[Result, Sandbox], None]] = {
     "watch-events": check_watch_events,
     "stop-container": check_stop_container,
     "remove-container": check_remove_container,
+    "import-image": check_import_image,
+    "list-images": check_list_images,
+    "remove-image": check_remove_image,
     "error-details": check_error_details,
 }
 
@@ -254,9 +271,10 @@ def test_recipes_use_the_default_socket_and_put_flags_first() -> None:
     for r in recipes():
         command = r.script.replace("\\\n", " ")
         assert command.count(DOC_SOCKET) == 1, r.name
-        before = command.split(DOC_SOCKET)[0]
-        after = command.split(DOC_SOCKET)[1]
-        assert before.lstrip().startswith("grpcurl -plaintext -unix"), r.name
+        # from the grpcurl command on (a recipe may prepare something before it)
+        start = command.rfind("grpcurl ", 0, command.index(DOC_SOCKET))
+        before, after = command[start:].split(DOC_SOCKET)
+        assert before.startswith("grpcurl -plaintext -unix"), r.name
         assert " -" not in after, f"{r.name}: grpcurl flags must precede the address"
 
 

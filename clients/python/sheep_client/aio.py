@@ -4,6 +4,7 @@ coroutines, and `AsyncEventStream`."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -119,15 +120,17 @@ class AsyncSheepClient:
 
     # -- containers -----------------------------------------------------------------
 
-    async def create_container(self, command: Sequence[str], *, name: str = "",
+    async def create_container(self, command: Sequence[str] = (), *, name: str = "",
                                env: Mapping[str, str] | None = None, hostname: str = "",
                                networks: Sequence[NetworkSpec] = (), network_mode: str = "",
                                privileged: bool = False, cap_add: Sequence[str] = (),
+                               image: str = "", rootfs: str = "", working_dir: str = "",
                                timeout: float | None = None) -> pb.Container:
         """See `SheepClient.create_container`."""
         req = builders.create_container(command, name=name, env=env, hostname=hostname,
                                         networks=networks, network_mode=network_mode,
-                                        privileged=privileged, cap_add=cap_add)
+                                        privileged=privileged, cap_add=cap_add, image=image,
+                                        rootfs=rootfs, working_dir=working_dir)
         c: pb.Container = await self._call("CreateContainer", req, timeout)
         return c
 
@@ -165,10 +168,11 @@ class AsyncSheepClient:
 
     async def attach_network(self, container_id: str, network: str, *, ip: str = "",
                              ports: Sequence[PortSpec] = (), interface_name: str = "",
+                             aliases: Sequence[str] = (),
                              timeout: float | None = None) -> pb.NetworkAttachment:
         """See `SheepClient.attach_network`."""
         req = builders.attach_network(container_id, network, ip=ip, ports=ports,
-                                      interface_name=interface_name)
+                                      interface_name=interface_name, aliases=aliases)
         att: pb.NetworkAttachment = await self._call("AttachNetwork", req, timeout)
         return att
 
@@ -182,11 +186,11 @@ class AsyncSheepClient:
 
     async def create_network(self, name: str, subnet: str, *, gateway: str = "",
                              bridge: str = "", mtu: int = 0, internal: bool = False,
-                             icc: bool | None = None,
+                             icc: bool | None = None, dns: bool | None = None,
                              timeout: float | None = None) -> pb.Network:
         """See `SheepClient.create_network`."""
         req = builders.create_network(name, subnet, gateway=gateway, bridge=bridge, mtu=mtu,
-                                      internal=internal, icc=icc)
+                                      internal=internal, icc=icc, dns=dns)
         n: pb.Network = await self._call("CreateNetwork", req, timeout)
         return n
 
@@ -206,6 +210,27 @@ class AsyncSheepClient:
         """See `SheepClient.remove_network`."""
         resp: pb.RemoveNetworkResponse = await self._call(
             "RemoveNetwork", pb.RemoveNetworkRequest(id=id), timeout)
+        return resp.id
+
+    # -- images ---------------------------------------------------------------------
+
+    async def import_image(self, name: str, source: str | os.PathLike[str], *,
+                           trusted: bool = False, timeout: float | None = None) -> pb.Image:
+        """See `SheepClient.import_image`."""
+        req = pb.ImportImageRequest(name=name, source=os.fspath(source), trusted=trusted)
+        image: pb.Image = await self._call("ImportImage", req, timeout)
+        return image
+
+    async def list_images(self, *, timeout: float | None = None) -> list[pb.Image]:
+        """See `SheepClient.list_images`."""
+        resp: pb.ListImagesResponse = await self._call("ListImages", pb.ListImagesRequest(),
+                                                       timeout)
+        return list(resp.images)
+
+    async def remove_image(self, id: str, *, timeout: float | None = None) -> str:
+        """See `SheepClient.remove_image`."""
+        resp: pb.RemoveImageResponse = await self._call(
+            "RemoveImage", pb.RemoveImageRequest(id=id), timeout)
         return resp.id
 
     # -- events and version ---------------------------------------------------------

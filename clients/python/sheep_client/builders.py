@@ -42,19 +42,24 @@ def timestamp(when: Since) -> Timestamp | None:
     return ts
 
 
-def create_container(command: Sequence[str], *, name: str = "",
+def _strings(value: Sequence[str], what: str, example: str) -> list[str]:
+    if isinstance(value, str):
+        raise TypeError(f"{what} is a list, e.g. {example}, not a string")
+    return list(value)
+
+
+def create_container(command: Sequence[str] = (), *, name: str = "",
                      env: Mapping[str, str] | None = None, hostname: str = "",
                      networks: Sequence[NetworkSpec] = (), network_mode: str = "",
-                     privileged: bool = False,
-                     cap_add: Sequence[str] = ()) -> pb.CreateContainerRequest:
-    if isinstance(command, str):
-        raise TypeError("command is an argv list, e.g. ['/bin/sleep', '30'], not a string")
-    if isinstance(cap_add, str):
-        raise TypeError("cap_add is a list of capabilities, e.g. ['NET_ADMIN']")
-    return pb.CreateContainerRequest(name=name, command=list(command), env=dict(env or {}),
-                                     hostname=hostname, networks=network_requests(networks),
-                                     network_mode=network_mode, privileged=privileged,
-                                     cap_add=list(cap_add))
+                     privileged: bool = False, cap_add: Sequence[str] = (),
+                     image: str = "", rootfs: str = "",
+                     working_dir: str = "") -> pb.CreateContainerRequest:
+    return pb.CreateContainerRequest(
+        name=name, command=_strings(command, "command", "['/bin/sleep', '30']"),
+        env=dict(env or {}), hostname=hostname, networks=network_requests(networks),
+        network_mode=network_mode, privileged=privileged,
+        cap_add=_strings(cap_add, "cap_add", "['NET_ADMIN']"), image=image, rootfs=rootfs,
+        working_dir=working_dir)
 
 
 def list_containers(*, all: bool = False,
@@ -66,20 +71,23 @@ def list_containers(*, all: bool = False,
 
 
 def attach_network(container_id: str, network: str, *, ip: str = "",
-                   ports: Sequence[PortSpec] = (),
-                   interface_name: str = "") -> pb.AttachNetworkRequest:
+                   ports: Sequence[PortSpec] = (), interface_name: str = "",
+                   aliases: Sequence[str] = ()) -> pb.AttachNetworkRequest:
     return pb.AttachNetworkRequest(container_id=container_id, network=network, ip=ip,
-                                   ports=port_mappings(ports),
-                                   interface_name=interface_name)
+                                   ports=port_mappings(ports), interface_name=interface_name,
+                                   aliases=_strings(aliases, "aliases", "['db']"))
 
 
 def create_network(name: str, subnet: str, *, gateway: str = "", bridge: str = "",
                    mtu: int = 0, internal: bool = False,
-                   icc: bool | None = None) -> pb.CreateNetworkRequest:
+                   icc: bool | None = None, dns: bool | None = None
+                   ) -> pb.CreateNetworkRequest:
     req = pb.CreateNetworkRequest(name=name, subnet=subnet, gateway=gateway, bridge=bridge,
                                   mtu=mtu, internal=internal)
     if icc is not None:
         req.icc = icc
+    if dns is not None:
+        req.dns = dns
     return req
 
 

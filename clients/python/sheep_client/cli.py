@@ -42,9 +42,19 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", default="", help="PEM key of --tls-cert (SHEEP_TLS_KEY)")
 
 
+RUN_USAGE = ("sheepctl run [OPTIONS] IMAGE [COMMAND [ARG...]]\n"
+             "       sheepctl run [OPTIONS] -- COMMAND [ARG...]")
+RUN_DESCRIPTION = (
+    "The first argument is the IMAGE (an imported image's name or id prefix; its Cmd "
+    "runs when no COMMAND follows), unless it is -- or an absolute path, or --rootfs "
+    "is given: then there is no image, and the arguments are the command, run on a "
+    "read-only view of the host's root (or on --rootfs DIR). Options go before the "
+    "IMAGE; everything after it is the command's.")
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    r = sub.add_parser("run", help="create and start a container",
-                       usage="sheepctl run [OPTIONS] -- COMMAND [ARG...]")
+    r = sub.add_parser("run", help="create and start a container", usage=RUN_USAGE,
+                       description=RUN_DESCRIPTION)
     r.add_argument("-d", "--detach", action="store_true",
                    help="print the container's id once it runs and exit; without it, print "
                         "the id and wait for the exit (its status is sheepctl's)")
@@ -53,6 +63,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="attach to this network (repeatable; default: sheep0)")
     r.add_argument("--network-mode", default="", choices=["", "none"],
                    help="none: loopback only, no network")
+    r.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                   help="extra DNS name of the container on each of its networks "
+                        "(repeatable)")
     r.add_argument("--ip", default="", help="address on the first network (default: leased)")
     r.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
                    help="publish a port on the first network: "
@@ -66,7 +79,14 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--privileged", action="store_true",
                    help="every capability and no seccomp filter (the daemon's own "
                         "directories stay hidden)")
-    r.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    r.add_argument("-w", "--workdir", default="", metavar="DIR",
+                   help="working directory of the command (default: the image's, else /)")
+    r.add_argument("--rootfs", default="", metavar="DIR",
+                   help="the root is this directory of the daemon's host (never written: "
+                        "writes go to the container's own layer); the arguments are then "
+                        "the command")
+    r.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND...]",
+                   help="the image, then the command and its arguments (see above)")
     r.set_defaults(fn=commands.cmd_run, failed=RUN_FAILED)
 
 
@@ -109,6 +129,9 @@ def _add_networks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     nc.add_argument("--internal", action="store_true", help="no NAT to the outside")
     nc.add_argument("--no-icc", action="store_true",
                     help="containers on it cannot reach each other")
+    nc.add_argument("--no-dns", action="store_true",
+                    help="no embedded DNS on the gateway (containers do not resolve "
+                         "each other by name)")
     nc.set_defaults(fn=commands.cmd_network_create)
     ls = nsub.add_parser("ls", help="list networks: leases allocated / capacity")
     _listing_flags(ls)
@@ -125,11 +148,31 @@ def _add_networks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     con.add_argument("--interface", default="", help="interface name inside (default: ethN)")
     con.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
                      help="publish a port, as for run")
+    con.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                     help="extra DNS name of the container on this network (repeatable)")
     con.set_defaults(fn=commands.cmd_network_connect)
     dis = nsub.add_parser("disconnect", help="detach a container from a network")
     dis.add_argument("name", help="the network")
     dis.add_argument("container", help="the container")
     dis.set_defaults(fn=commands.cmd_network_disconnect)
+
+
+def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    i = sub.add_parser("image", help="manage images")
+    isub = i.add_subparsers(dest="image_cmd", required=True, metavar="COMMAND")
+    imp = isub.add_parser("import", help="import an OCI layout, OCI archive or rootfs "
+                                         "tarball (replaces an image of that name)")
+    imp.add_argument("name", help="the image's name, e.g. minimal or busybox:1.36")
+    imp.add_argument("path", help="the layout directory or archive, on the daemon's host")
+    imp.add_argument("--trusted", action="store_true",
+                     help="keep device nodes and setuid/setgid files (refused otherwise)")
+    imp.set_defaults(fn=commands.cmd_image_import)
+    ls = sub.add_parser("images", help="list images: name, id, size, created")
+    _listing_flags(ls)
+    ls.set_defaults(fn=commands.cmd_images)
+    rmi = sub.add_parser("rmi", help="remove images no container is made from")
+    rmi.add_argument("refs", nargs="+", metavar="IMAGE", help="names or id prefixes")
+    rmi.set_defaults(fn=commands.cmd_rmi)
 
 
 def _add_events_and_version(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_containers(sub)
     _add_networks(sub)
+    _add_images(sub)
     _add_events_and_version(sub)
     p.set_defaults(failed=FAILED)
     return p

@@ -1,13 +1,14 @@
 """Typed wrappers over every RPC of `sheep.runtime.v1.RuntimeService`.
 
 `SheepClient` is blocking; `sheep_client.aio.AsyncSheepClient` is its asyncio twin.
-Both return the protobuf messages (`Container`, `Network`,
-`NetworkAttachment`, `Event`, `VersionResponse`), plain ids where the reply is only an
+Both return the protobuf messages (`Container`, `Network`, `NetworkAttachment`,
+`Image`, `Event`, `VersionResponse`), plain ids where the reply is only an
 id, and raise `sheep_client.errors.SheepClientError` subclasses on failure.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -137,19 +138,24 @@ class SheepClient:
 
     # -- containers -----------------------------------------------------------------
 
-    def create_container(self, command: Sequence[str], *, name: str = "",
+    def create_container(self, command: Sequence[str] = (), *, name: str = "",
                          env: Mapping[str, str] | None = None, hostname: str = "",
                          networks: Sequence[NetworkSpec] = (), network_mode: str = "",
                          privileged: bool = False, cap_add: Sequence[str] = (),
+                         image: str = "", rootfs: str = "", working_dir: str = "",
                          timeout: float | None = None) -> pb.Container:
         """Create and start a container running `command` (an argv list); the RUNNING
         container. `networks` are names or `NetworkAttachmentRequest`s (empty: the
-        default network unless `network_mode="none"`). `cap_add` adds capabilities
-        (e.g. "NET_ADMIN", or "ALL") to the default set; `privileged` gives every one
-        and no seccomp filter."""
+        default network unless `network_mode="none"`; DNS aliases go in the message).
+        `cap_add` adds capabilities (e.g. "NET_ADMIN", or "ALL") to the default set;
+        `privileged` gives every one and no seccomp filter. The root is the imported
+        `image` (name or id prefix; its Cmd when `command` is empty), or the host
+        directory `rootfs` (absolute), else a read-only view of the host's root;
+        `working_dir` is the command's directory (default: the image's, else /)."""
         req = builders.create_container(command, name=name, env=env, hostname=hostname,
                                         networks=networks, network_mode=network_mode,
-                                        privileged=privileged, cap_add=cap_add)
+                                        privileged=privileged, cap_add=cap_add, image=image,
+                                        rootfs=rootfs, working_dir=working_dir)
         c: pb.Container = self._call("CreateContainer", req, timeout)
         return c
 
@@ -186,11 +192,13 @@ class SheepClient:
 
     def attach_network(self, container_id: str, network: str, *, ip: str = "",
                        ports: Sequence[PortSpec] = (), interface_name: str = "",
+                       aliases: Sequence[str] = (),
                        timeout: float | None = None) -> pb.NetworkAttachment:
         """Connect a running container to a network (idempotent); the attachment.
-        `ports` are PortMappings or specs like "8080:80/tcp"."""
+        `ports` are PortMappings or specs like "8080:80/tcp"; `aliases` are extra DNS
+        names of the container on that network."""
         req = builders.attach_network(container_id, network, ip=ip, ports=ports,
-                                      interface_name=interface_name)
+                                      interface_name=interface_name, aliases=aliases)
         att: pb.NetworkAttachment = self._call("AttachNetwork", req, timeout)
         return att
 
@@ -204,10 +212,11 @@ class SheepClient:
 
     def create_network(self, name: str, subnet: str, *, gateway: str = "", bridge: str = "",
                        mtu: int = 0, internal: bool = False, icc: bool | None = None,
-                       timeout: float | None = None) -> pb.Network:
-        """Create a user network (its own bridge and IPv4 `subnet` in CIDR form)."""
+                       dns: bool | None = None, timeout: float | None = None) -> pb.Network:
+        """Create a user network (its own bridge and IPv4 `subnet` in CIDR form).
+        `icc` and `dns` (the embedded DNS on the gateway) default to on."""
         req = builders.create_network(name, subnet, gateway=gateway, bridge=bridge, mtu=mtu,
-                                      internal=internal, icc=icc)
+                                      internal=internal, icc=icc, dns=dns)
         n: pb.Network = self._call("CreateNetwork", req, timeout)
         return n
 
@@ -226,6 +235,30 @@ class SheepClient:
         """Remove a network with nothing attached, and its bridge; its id."""
         resp: pb.RemoveNetworkResponse = self._call(
             "RemoveNetwork", pb.RemoveNetworkRequest(id=id), timeout)
+        return resp.id
+
+    # -- images ---------------------------------------------------------------------
+
+    def import_image(self, name: str, source: str | os.PathLike[str], *,
+                     trusted: bool = False, timeout: float | None = None) -> pb.Image:
+        """Import the OCI layout, OCI archive or rootfs tarball at `source` (an absolute
+        path on the daemon's host) as `name`, replacing an image of that name; the
+        image. `trusted` keeps device nodes and setuid/setgid files."""
+        req = pb.ImportImageRequest(name=name, source=os.fspath(source), trusted=trusted)
+        image: pb.Image = self._call("ImportImage", req, timeout)
+        return image
+
+    def list_images(self, *, timeout: float | None = None) -> list[pb.Image]:
+        """Every imported image, by name."""
+        resp: pb.ListImagesResponse = self._call("ListImages", pb.ListImagesRequest(),
+                                                 timeout)
+        return list(resp.images)
+
+    def remove_image(self, id: str, *, timeout: float | None = None) -> str:
+        """Remove an image by name or id prefix (`FailedPrecondition` while a container
+        is made from it); its id."""
+        resp: pb.RemoveImageResponse = self._call(
+            "RemoveImage", pb.RemoveImageRequest(id=id), timeout)
         return resp.id
 
     # -- events and version ---------------------------------------------------------

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from sheep.runtime.v1 import runtime_pb2 as pb
 
 from sheep_client.client import SheepClient
+from sheep_client.errors import NotFound
 from sheep_client.ports import parse_port
 
 STATE = {pb.Container.CREATED: "created", pb.Container.RUNNING: "running",
@@ -67,21 +71,27 @@ def _listing(a: argparse.Namespace, items: Sequence[Message], *, ids: Callable[[
 # -- containers -------------------------------------------------------------------
 
 
-def _command(a: argparse.Namespace) -> list[str]:
-    command: list[str] = a.command[1:] if a.command[:1] == ["--"] else a.command
-    if not command:
-        raise ValueError("run needs a command: sheepctl run [OPTIONS] -- COMMAND [ARG...]")
-    return command
+def _image_and_command(a: argparse.Namespace) -> tuple[str, list[str]]:
+    """`run`'s IMAGE and command: the first argument is the image unless it is --, an
+    absolute path (no image name is) or --rootfs was given."""
+    args: list[str] = a.command
+    if args[:1] == ["--"]:
+        return "", args[1:]
+    if not args or args[0].startswith("/") or a.rootfs:
+        return "", args
+    return args[0], args[1:]
 
 
 def _networks(a: argparse.Namespace) -> list[pb.NetworkAttachmentRequest]:
-    """The networks of `run`: --network ones, --ip and -p on the first (sheep0 if none)."""
+    """The networks of `run`: --network ones (sheep0 if none but --ip, -p or
+    --network-alias ask for one), with the aliases on each, --ip and -p on the first."""
     ports = [parse_port(p) for p in a.publish]
-    nets = [pb.NetworkAttachmentRequest(network=n) for n in a.network]
-    if a.ip or ports:
-        if not nets:
-            nets = [pb.NetworkAttachmentRequest(network="sheep0")]
-        nets[0].ip = a.ip or ""
+    nets = [pb.NetworkAttachmentRequest(network=n, aliases=a.network_alias)
+            for n in a.network]
+    if not nets and (a.ip or ports or a.network_alias):
+        nets = [pb.NetworkAttachmentRequest(network="sheep0", aliases=a.network_alias)]
+    if nets:
+        nets[0].ip = a.ip
         nets[0].ports.extend(ports)
     return nets
 
@@ -106,13 +116,29 @@ def _cannot_run(c: pb.Container, code: int | None) -> bool:
     return True
 
 
+def _create(api: SheepClient, a: argparse.Namespace) -> pb.Container:
+    image, command = _image_and_command(a)
+    if not image and not command:
+        raise ValueError("run needs an image or a command: sheepctl run [OPTIONS] IMAGE "
+                         "[COMMAND [ARG...]] or sheepctl run [OPTIONS] -- COMMAND [ARG...]")
+    try:
+        return api.create_container(
+            command, name=a.name, env=_pairs(a.env, "environment variable"),
+            hostname=a.hostname, networks=_networks(a), network_mode=a.network_mode,
+            privileged=a.privileged, cap_add=a.cap_add, image=image,
+            rootfs=os.path.abspath(a.rootfs) if a.rootfs else "", working_dir=a.workdir)
+    except NotFound as e:
+        if image and e.resource is not None and e.resource.type == "image":
+            raise NotFound(e.code, f"{e.details} (sheepctl images lists them; a command "
+                           "on the host's root goes after --: sheepctl run [OPTIONS] -- "
+                           f"{' '.join([image, *command])})") from None
+        raise
+
+
 def cmd_run(api: SheepClient, a: argparse.Namespace) -> int:
     """Create and start a container. -d: print its id once it runs; else print the id,
     wait for the exit and return its status."""
-    c = api.create_container(_command(a), name=a.name, env=_pairs(a.env, "environment variable"),
-                             hostname=a.hostname, networks=_networks(a),
-                             network_mode=a.network_mode, privileged=a.privileged,
-                             cap_add=a.cap_add)
+    c = _create(api, a)
     if a.detach:
         code = _exit_code(api, c, duration=EARLY_EXIT_SECONDS)
         if _cannot_run(c, code):
@@ -182,7 +208,8 @@ def cmd_port(api: SheepClient, a: argparse.Namespace) -> int:
 def cmd_network_create(api: SheepClient, a: argparse.Namespace) -> int:
     print(api.create_network(a.name, a.subnet, gateway=a.gateway, bridge=a.bridge,
                              mtu=a.mtu, internal=a.internal,
-                             icc=False if a.no_icc else None).id)
+                             icc=False if a.no_icc else None,
+                             dns=False if a.no_dns else None).id)
     return 0
 
 
@@ -210,13 +237,66 @@ def cmd_network_rm(api: SheepClient, a: argparse.Namespace) -> int:
 
 def cmd_network_connect(api: SheepClient, a: argparse.Namespace) -> int:
     att = api.attach_network(a.container, a.name, ip=a.ip, ports=a.publish,
-                             interface_name=a.interface)
+                             interface_name=a.interface, aliases=a.network_alias)
     print(f"{att.interface_name}\t{att.ip_address}/{att.prefix_length}")
     return 0
 
 
 def cmd_network_disconnect(api: SheepClient, a: argparse.Namespace) -> int:
     api.detach_network(a.container, a.name)
+    return 0
+
+
+# -- images -----------------------------------------------------------------------
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _size(n: float) -> str:
+    """Bytes as docker prints them: three significant digits, decimal units."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 999.5:
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}TB"
+
+
+#: Units of an age, largest first, as `docker images` gives it ("3 minutes ago").
+AGE_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def _ago(when: Timestamp, now: float) -> str:
+    s = max(0, int(now) - when.seconds)
+    unit, n = next((u, n) for u, n in AGE_UNITS if s >= n or n == 1)
+    return f"{s // n} {unit}{'' if s // n == 1 else 's'} ago"
+
+
+def cmd_image_import(api: SheepClient, a: argparse.Namespace) -> int:
+    """Import an image from a path (made absolute: the daemon reads it); print its id."""
+    print(api.import_image(a.name, os.path.abspath(a.path), trusted=a.trusted).id)
+    return 0
+
+
+def cmd_images(api: SheepClient, a: argparse.Namespace) -> int:
+    """List images: name, short id, size, created."""
+    images = api.list_images()
+
+    def table() -> list[str]:
+        now = time.time()
+        lines = [f"{'NAME':<24}  {'ID':<12}  {'SIZE':>8}  CREATED"]
+        lines += [f"{i.name:<24}  {_short(i.id):<12}  {_size(i.size_bytes):>8}  "
+                  f"{_ago(i.created_at, now)}" for i in images]
+        return lines
+
+    return _listing(a, images, ids=lambda: [_short(i.id) for i in images], table=table)
+
+
+def cmd_rmi(api: SheepClient, a: argparse.Namespace) -> int:
+    """Remove images; print each one's id."""
+    for ref in a.refs:
+        print(api.remove_image(ref))
     return 0
 
 
