@@ -99,19 +99,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="socket and pinned namespaces (SHEEP_RUN_DIR)")
     p.add_argument("--socket", default=_env("SOCKET", ""),
                    help="API Unix socket, mode 0600 (SHEEP_SOCKET; default RUN_DIR/sheep.sock)")
-    p.add_argument("--listen", default=_env("LISTEN", ""),
-                   help="optional TCP listener such as 127.0.0.1:50051, mutual TLS only "
-                        "(SHEEP_LISTEN)")
-    p.add_argument("--tls-cert", default=_env("TLS_CERT", ""),
-                   help="PEM certificate chain of the --listen server (SHEEP_TLS_CERT)")
-    p.add_argument("--tls-key", default=_env("TLS_KEY", ""),
-                   help="PEM private key of --tls-cert (SHEEP_TLS_KEY)")
-    p.add_argument("--tls-client-ca", default=_env("TLS_CLIENT_CA", ""),
-                   help="PEM CA bundle that client certificates must chain to "
-                        "(SHEEP_TLS_CLIENT_CA)")
-    p.add_argument("--socket-group", default=_env("SOCKET_GROUP", ""),
-                   help="group given the socket, mode 0660: its members are root-equivalent "
-                        "(SHEEP_SOCKET_GROUP)")
+    _add_api_flags(p)
     p.add_argument("--cni-socket", default=os.environ.get("SHEEP_CNI_SOCKET"),
                    help="Unix socket of the CNI plugin, mode 0600, empty to disable "
                         "(SHEEP_CNI_SOCKET; default RUN_DIR/cni.sock)")
@@ -151,6 +139,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         cluster=cluster,
         dns_upstreams=tuple(u.strip() for u in a.dns_upstream.split(",") if u.strip()),
     )
+
+
+def _add_api_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote API (mutual TLS only) and socket access")
+    g.add_argument("--listen", default=_env("LISTEN", ""),
+                   help="optional TCP listener such as 127.0.0.1:50051, mutual TLS only "
+                        "(SHEEP_LISTEN)")
+    g.add_argument("--tls-cert", default=_env("TLS_CERT", ""),
+                   help="PEM certificate chain of the --listen server (SHEEP_TLS_CERT)")
+    g.add_argument("--tls-key", default=_env("TLS_KEY", ""),
+                   help="PEM private key of --tls-cert (SHEEP_TLS_KEY)")
+    g.add_argument("--tls-client-ca", default=_env("TLS_CLIENT_CA", ""),
+                   help="PEM CA bundle that client certificates must chain to "
+                        "(SHEEP_TLS_CLIENT_CA)")
+    g.add_argument("--socket-group", default=_env("SOCKET_GROUP", ""),
+                   help="group given the socket, mode 0660: its members are root-equivalent "
+                        "(SHEEP_SOCKET_GROUP)")
 
 
 def _listen_tls(p: argparse.ArgumentParser, a: argparse.Namespace) -> TLSFiles | None:
