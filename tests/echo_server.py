@@ -1,14 +1,25 @@
 """A container's test server: `echo_server.py NAME PROTO:PORT...` answers every TCP
-connection or UDP datagram with "NAME:PORT PEER_IP" (see tests/traffic.py)."""
+connection or UDP datagram with "NAME:PORT PEER_IP" (see tests/traffic.py). Standard
+library only: containers run its source with Debian's python3 (tests/sandbox.py)."""
 
 import selectors
 import socket
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.traffic import answer
+def answer(sock: socket.socket, label: str, protocol: str) -> None:
+    """Answer one connection or datagram on a ready server socket with
+    "LABEL PEER_IP": who answered, and which source address it saw."""
+    try:
+        if protocol == "tcp":
+            conn, peer = sock.accept()
+            with conn:
+                conn.sendall(f"{label} {peer[0]}".encode())
+        else:
+            _, peer = sock.recvfrom(512)
+            sock.sendto(f"{label} {peer[0]}".encode(), peer)
+    except OSError:
+        pass
 
 
 def main() -> None:

@@ -24,6 +24,15 @@ from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 from sheep_runtime.netlink import run_in_netns
 
 REPO = Path(__file__).resolve().parent.parent
+# A container sees a read-only view of the host with a private /tmp: the checkout and its
+# venv may sit under /tmp (CI's clone may), so code a container runs must not come from
+# them. Debian's interpreter and a script's source passed with -c work from anywhere.
+CONTAINER_PYTHON = "/usr/bin/python3"
+
+
+def container_script(path: Path, *args: str) -> list[str]:
+    """argv that runs the stdlib-only script `path` inside a container."""
+    return [CONTAINER_PYTHON, "-c", path.read_text(), *args]
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from sheep_runtime.netlink import run_in_netns
+from tests.echo_server import answer
 
 
 class Servers:
@@ -53,21 +54,6 @@ class Servers:
                     return
                 assert isinstance(key.fileobj, socket.socket)
                 answer(key.fileobj, *key.data)
-
-
-def answer(sock: socket.socket, label: str, protocol: str) -> None:
-    """Answer one connection or datagram on a ready server socket with
-    "LABEL PEER_IP": who answered, and which source address it saw."""
-    try:
-        if protocol == "tcp":
-            conn, peer = sock.accept()
-            with conn:
-                conn.sendall(f"{label} {peer[0]}".encode())
-        else:
-            _, peer = sock.recvfrom(512)
-            sock.sendto(f"{label} {peer[0]}".encode(), peer)
-    except OSError:
-        pass
 
 
 def connect(netns: Path, protocol: str, address: str, number: int,

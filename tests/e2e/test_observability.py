@@ -262,7 +262,11 @@ class Prometheus:
                 with urllib.request.urlopen(url, timeout=10) as r:
                     return json.load(r)
             except urllib.error.HTTPError as e:  # 400/422: a bad query; body says why
-                return json.load(e)
+                body = e.read()
+                try:
+                    return json.loads(body)
+                except ValueError:  # e.g. 503 while Prometheus is still starting
+                    return {"status": "error", "error": f"HTTP {e.code}: {body[:200]!r}"}
 
         return run_in_netns(self.netns, fetch)
 

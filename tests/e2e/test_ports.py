@@ -21,7 +21,7 @@ import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
 from tests.e2e.test_live_state import EventLog, eventually, metric
-from tests.sandbox import REPO, Sandbox, sh
+from tests.sandbox import REPO, Sandbox, container_script, sh
 from tests.traffic import Servers, connect
 
 pytestmark = pytest.mark.kernel
@@ -57,7 +57,7 @@ class World:
 
     def server(self, name: str, *specs: str, **kw: object) -> pb.Container:
         """A container running the echo server on `specs` (e.g. "tcp:80")."""
-        c = self.box.run(sys.executable, str(REPO / "tests" / "echo_server.py"), name, *specs,
+        c = self.box.run(*container_script(REPO / "tests" / "echo_server.py", name, *specs),
                          name=name, **kw)
         eventually(lambda: "ready" in Path(c.log_path).read_text())
         return c

@@ -35,6 +35,7 @@ from sheep_runtime.process import (
     read_exit_status,
     rotate_log,
 )
+from tests.sandbox import CONTAINER_PYTHON
 
 pytestmark = pytest.mark.kernel
 
@@ -319,7 +320,7 @@ async def test_stopped_command_is_not_an_exit(world: World) -> None:
 
 
 async def test_killed_by_other_signal_is_128_plus_n(world: World) -> None:
-    spec = world.spec(sys.executable, "-c", "import ctypes; ctypes.string_at(0)")
+    spec = world.spec(CONTAINER_PYTHON, "-c", "import ctypes; ctypes.string_at(0)")
     h = await world.start(spec)
     assert (await world.procs.wait_exit(h)).code == 128 + signal.SIGSEGV
 
