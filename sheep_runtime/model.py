@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 
 class ContainerState(enum.StrEnum):
@@ -264,3 +264,21 @@ class ExitStatus:
 
     code: int
     finished_at_ns: int
+
+
+# -- what DNS answers from (implemented by ops, read by the dns backend) -----------
+
+class NameTable(Protocol):
+    """The container names one network's DNS askers may resolve."""
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change: answers given before a change are stale after it."""
+
+    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
+        """`name`'s addresses for `asker`; () if it names only containers `asker`
+        shares no network with (NXDOMAIN); None if it names no container (forward)."""
+
+    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
+        """The container name of `address` for `asker`; "" if it is a container's that
+        `asker` may not see (NXDOMAIN); None if no container holds it (forward)."""

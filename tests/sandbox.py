@@ -204,6 +204,29 @@ def pinned_mounts(root: Path) -> list[str]:
     return out
 
 
+#: The test "internet": documentation addresses (RFC 5737) in a netns of the test's own.
+INTERNET = "198.51.100.1"
+UPLINK = "198.51.100.2"  # the sandbox host's side
+
+
+def add_internet(box: Sandbox) -> tuple[str, Path]:
+    """A netns holding INTERNET, linked to the sandbox (at UPLINK, its default route):
+    (name, path). The caller deletes it (`ip netns del NAME`)."""
+    name = f"sbxnet-{secrets.token_hex(3)}"
+    path = Path("/run/netns") / name
+    sh("ip", "netns", "add", name)
+    box.host("ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0",
+             "netns", name, check=True)
+    for argv in (("ip", "addr", "add", f"{UPLINK}/24", "dev", "up0"),
+                 ("ip", "link", "set", "up0", "up"),
+                 ("ip", "route", "add", "default", "via", INTERNET)):
+        box.host(*argv, check=True)
+    for argv in (("ip", "addr", "add", f"{INTERNET}/24", "dev", "inet0"),
+                 ("ip", "link", "set", "inet0", "up"), ("ip", "link", "set", "lo", "up")):
+        in_netns(path, *argv, check=True)
+    return name, path
+
+
 @contextlib.contextmanager
 def sandbox(tmp: Path, **kw: str) -> Iterator[Sandbox]:
     box = Sandbox(tmp, **kw)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Protocol
 
 import dns.exception
 import dns.flags
@@ -15,27 +14,13 @@ import dns.rdatatype
 import dns.reversename
 import dns.rrset
 
+from sheep_runtime.model import NameTable
+
 # Answers change the moment a container goes: resolvers must not keep them.
 LOCAL_TTL = 0
 REVERSE_V4 = dns.name.from_text("in-addr.arpa.")
 KNOWN_TYPES = frozenset({"A", "AAAA", "PTR", "SRV", "MX", "TXT", "CNAME", "NS", "SOA",
                          "ANY", "HTTPS", "SVCB", "CAA"})
-
-
-class NameTable(Protocol):
-    """The names one network's askers may resolve (implemented by ops)."""
-
-    @property
-    def version(self) -> int:
-        """Bumped by every change: answers given before a change are stale after it."""
-
-    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
-        """`name`'s addresses for `asker`; () if it names only containers `asker`
-        shares no network with (NXDOMAIN); None if it names no container (forward)."""
-
-    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
-        """The container name of `address` for `asker`; "" if it is a container's that
-        `asker` may not see (NXDOMAIN); None if no container holds it (forward)."""
 
 
 def type_label(rdtype: dns.rdatatype.RdataType) -> str:

@@ -22,10 +22,11 @@ import dns.message
 import dns.opcode
 import dns.rcode
 
-from sheep_runtime.dns.answer import NameTable, local_answer, status_response, type_label
+from sheep_runtime.dns.answer import local_answer, status_response, type_label
 from sheep_runtime.dns.forward import Forwarder
 from sheep_runtime.errors import KernelError
 from sheep_runtime.metrics import Metrics
+from sheep_runtime.model import NameTable
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from sheep_runtime.model import (
     Image,
     InterfaceState,
     Link,
+    NameTable,
     Network,
     ProcessHandle,
     ProcessSpec,
@@ -182,22 +183,6 @@ class Images(Protocol):
 
     def rootfs_owners(self) -> list[str]:
         """The containers that have a root prepared."""
-
-
-class NameTable(Protocol):
-    """The container names one network's DNS askers may resolve."""
-
-    @property
-    def version(self) -> int:
-        """Bumped by every change: answers given before a change are stale after it."""
-
-    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
-        """`name`'s addresses for `asker`; () if it names only containers `asker`
-        shares no network with (NXDOMAIN); None if it names no container (forward)."""
-
-    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
-        """The container name of `address` for `asker`; "" if it is a container's that
-        `asker` may not see (NXDOMAIN); None if no container holds it (forward)."""
 
 
 class Resolver(Protocol):

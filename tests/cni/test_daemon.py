@@ -19,8 +19,8 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 
 from sheep_runtime.cni.plugin import QUEUE_DIR
 from tests.cni.driver import Cni
-from tests.e2e.test_ports import HOST, INTERNET, World
-from tests.sandbox import Sandbox, in_netns, sh
+from tests.e2e.test_ports import World
+from tests.sandbox import INTERNET, UPLINK, Sandbox, in_netns, sh
 from tests.traffic import Servers
 
 pytestmark = pytest.mark.kernel
@@ -211,9 +211,9 @@ def test_published_ports_reach_the_container(box: Sandbox, cni: Cni,
         out = cni.add("web", ns, ports=[{"hostPort": 8080, "containerPort": 80,
                                          "protocol": "tcp"}])
         assert out.status == 0, out
-        assert world.ask(world.internet, HOST, 8080) == f"cni:80 {INTERNET}"
+        assert world.ask(world.internet, UPLINK, 8080) == f"cni:80 {INTERNET}"
         assert cni.delete("web", ns).status == 0
-        assert world.ask(world.internet, HOST, 8080) is None
+        assert world.ask(world.internet, UPLINK, 8080) is None
     finally:
         servers.stop()
         world.close()

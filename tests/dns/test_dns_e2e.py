@@ -10,7 +10,6 @@ Packets only go between the namespaces this test made.
 
 from __future__ import annotations
 
-import secrets
 import socket
 import sys
 import time
@@ -22,12 +21,10 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 
 from tests.dns.upstream import FakeUpstream
 from tests.e2e.test_live_state import eventually
-from tests.sandbox import Sandbox, in_netns, sandbox, sh
+from tests.sandbox import INTERNET, Sandbox, add_internet, in_netns, sandbox, sh
 
 pytestmark = pytest.mark.kernel
 
-INTERNET = "198.51.100.1"
-HOST = "198.51.100.2"
 GATEWAY = "10.20.0.1"
 OUTSIDE = {"outside.example": "203.0.113.7", "second.example": "203.0.113.8"}
 
@@ -47,18 +44,7 @@ class World:
 
     def __init__(self, box: Sandbox) -> None:
         self.box = box
-        self.internet_name = f"sbxnet-{secrets.token_hex(3)}"
-        self.internet = Path("/run/netns") / self.internet_name
-        sh("ip", "netns", "add", self.internet_name)
-        box.host("ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0",
-                 "netns", self.internet_name, check=True)
-        for argv in (("ip", "addr", "add", f"{HOST}/24", "dev", "up0"),
-                     ("ip", "link", "set", "up0", "up"),
-                     ("ip", "route", "add", "default", "via", INTERNET)):
-            box.host(*argv, check=True)
-        for argv in (("ip", "addr", "add", f"{INTERNET}/24", "dev", "inet0"),
-                     ("ip", "link", "set", "inet0", "up"), ("ip", "link", "set", "lo", "up")):
-            sh("nsenter", f"--net={self.internet}", "--", *argv)
+        self.internet_name, self.internet = add_internet(box)
         self.upstream: FakeUpstream | None = FakeUpstream(self.internet, INTERNET, OUTSIDE)
 
     def close(self) -> None:

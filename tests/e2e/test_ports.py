@@ -9,7 +9,6 @@ between the namespaces this test made.
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import time
@@ -21,13 +20,11 @@ import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
 from tests.e2e.test_live_state import EventLog, eventually, metric
-from tests.sandbox import REPO, Sandbox, container_script, sh
+from tests.sandbox import INTERNET, REPO, UPLINK, Sandbox, add_internet, container_script, sh
 from tests.traffic import Servers, connect
 
 pytestmark = pytest.mark.kernel
 
-INTERNET = "198.51.100.1"
-HOST = "198.51.100.2"
 
 
 class World:
@@ -35,18 +32,7 @@ class World:
 
     def __init__(self, box: Sandbox) -> None:
         self.box = box
-        self.internet_name = f"sbxnet-{secrets.token_hex(3)}"
-        self.internet = Path("/run/netns") / self.internet_name
-        sh("ip", "netns", "add", self.internet_name)
-        box.host("ip", "link", "add", "up0", "type", "veth", "peer", "name", "inet0",
-                 "netns", self.internet_name, check=True)
-        for argv in (("ip", "addr", "add", f"{HOST}/24", "dev", "up0"),
-                     ("ip", "link", "set", "up0", "up"),
-                     ("ip", "route", "add", "default", "via", INTERNET)):
-            box.host(*argv, check=True)
-        for argv in (("ip", "addr", "add", f"{INTERNET}/24", "dev", "inet0"),
-                     ("ip", "link", "set", "inet0", "up"), ("ip", "link", "set", "lo", "up")):
-            sh("nsenter", f"--net={self.internet}", "--", *argv)
+        self.internet_name, self.internet = add_internet(box)
         self.servers = Servers()
         self.servers.listen(self.internet, "internet", "tcp", 7000)
         self.servers.start()
@@ -82,7 +68,7 @@ def publish(*specs: str, network: str = "sheep0") -> list[pb.NetworkAttachmentRe
 def test_egress_is_masqueraded_and_internal_networks_stay_in(world: World) -> None:
     box = world.box
     c = box.run("/bin/sleep", "300")
-    assert world.ask(c.netns_path, INTERNET, 7000) == f"internet:7000 {HOST}"
+    assert world.ask(c.netns_path, INTERNET, 7000) == f"internet:7000 {UPLINK}"
     box.api.CreateNetwork(pb.CreateNetworkRequest(name="private", subnet="10.70.0.0/24",
                                                   internal=True))
     i = box.run("/bin/sleep", "300", networks=[pb.NetworkAttachmentRequest(network="private")])
@@ -96,13 +82,13 @@ def test_published_ports_answer_from_everywhere(world: World) -> None:
                                   "7100-7101:80-81"))
     peer = box.run("/bin/sleep", "300")
     internet, host = world.internet, box.netns
-    assert world.ask(internet, HOST, 8080) == f"web:80 {INTERNET}"
-    assert world.ask(internet, HOST, 8080, "udp") == f"web:80 {INTERNET}"
+    assert world.ask(internet, UPLINK, 8080) == f"web:80 {INTERNET}"
+    assert world.ask(internet, UPLINK, 8080, "udp") == f"web:80 {INTERNET}"
     assert (world.ask(host, "127.0.0.1", 8080) or "").startswith("web:80 ")
-    assert (world.ask(host, HOST, 8080) or "").startswith("web:80 ")
-    assert (world.ask(peer.netns_path, HOST, 8080) or "").startswith("web:80 ")  # hairpin
-    assert world.ask(internet, HOST, 9001) == f"web:9001 {INTERNET}"
-    assert world.ask(internet, HOST, 7101) == f"web:81 {INTERNET}"
+    assert (world.ask(host, UPLINK, 8080) or "").startswith("web:80 ")
+    assert (world.ask(peer.netns_path, UPLINK, 8080) or "").startswith("web:80 ")  # hairpin
+    assert world.ask(internet, UPLINK, 9001) == f"web:9001 {INTERNET}"
+    assert world.ask(internet, UPLINK, 7101) == f"web:81 {INTERNET}"
     ports = subprocess.run([sys.executable, "-m", "sheep_client.cli", "--socket",
                             str(box.socket), "port", "web"], capture_output=True, text=True)
     assert "80/tcp -> 0.0.0.0:8080" in ports.stdout
@@ -117,9 +103,9 @@ def test_port_taken_until_its_owner_is_removed(world: World) -> None:
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert first.id[:12] in e.value.details()
     box.api.RemoveContainer(pb.RemoveContainerRequest(id=first.id, force=True))
-    assert world.ask(world.internet, HOST, 8081) is None
+    assert world.ask(world.internet, UPLINK, 8081) is None
     world.server("second", "tcp:80", networks=publish("8081:80"))
-    assert world.ask(world.internet, HOST, 8081) == f"second:80 {INTERNET}"
+    assert world.ask(world.internet, UPLINK, 8081) == f"second:80 {INTERNET}"
 
 
 def test_networks_are_isolated_and_icc_false_keeps_peers_apart(world: World) -> None:
@@ -139,7 +125,7 @@ def test_networks_are_isolated_and_icc_false_keeps_peers_apart(world: World) -> 
     l1 = world.server("l1", "tcp:80", networks=[pb.NetworkAttachmentRequest(network="lonely")])
     l2 = box.run("/bin/sleep", "300", networks=[pb.NetworkAttachmentRequest(network="lonely")])
     assert world.ask(l2.netns_path, l1.networks[0].ip_address, 80) is None
-    assert world.ask(l2.netns_path, INTERNET, 7000) == f"internet:7000 {HOST}"
+    assert world.ask(l2.netns_path, INTERNET, 7000) == f"internet:7000 {UPLINK}"
 
 
 def test_flushed_ruleset_is_restored_within_a_second(world: World) -> None:
@@ -150,7 +136,7 @@ def test_flushed_ruleset_is_restored_within_a_second(world: World) -> None:
         time.sleep(0.1)
         box.host("nft", "flush", "ruleset", check=True)
         t0 = time.monotonic()
-        eventually(lambda: world.ask(world.internet, HOST, 8082) is not None, timeout=3)
+        eventually(lambda: world.ask(world.internet, UPLINK, 8082) is not None, timeout=3)
         assert time.monotonic() - t0 < 1.5
         events.wait_for("firewall.repaired")
     finally:
