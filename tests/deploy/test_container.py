@@ -25,7 +25,7 @@ from tests.sandbox import sandbox
 REPO = Path(__file__).resolve().parents[2]
 FILE = REPO / "deploy" / "container" / "Containerfile"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-DEFAULT_BASE = "docker.io/library/debian:bookworm-slim"
+DEFAULT_BASE = "debian:bookworm-slim"
 
 
 def instructions() -> list[tuple[str, str]]:
