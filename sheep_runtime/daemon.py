@@ -126,7 +126,7 @@ async def serve(config: Config) -> str | None:
         failure = await _wait_for_signal_or(rt.tasks.failed)
         _notify(notify.stopping)
         log.info("stopping: draining in-flight calls (up to %.0fs)", DRAIN_SECONDS)
-        servicer.close_streams()
+        await servicer.close_streams(timeout=1.0)
         await server.stop(DRAIN_SECONDS)
         if cni is not None:
             await cni.close(DRAIN_SECONDS)

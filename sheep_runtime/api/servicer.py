@@ -5,6 +5,7 @@ table (status.py); client input never comes back UNKNOWN or INTERNAL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -80,10 +81,16 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self._events = runtime.events
         self._backends = dict(backends or {})
         self._closing = asyncio.Event()
+        self._streams = 0
+        self._no_streams = asyncio.Event()
+        self._no_streams.set()
 
-    def close_streams(self) -> None:
-        """End every event stream with UNAVAILABLE (the daemon is stopping)."""
+    async def close_streams(self, timeout: float) -> None:
+        """End every event stream with UNAVAILABLE (the daemon is stopping), and wait
+        (up to `timeout`) until each has sent it, before the server goes away."""
         self._closing.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_streams.wait(), timeout)
 
     @mapped
     async def CreateContainer(self, request: pb.CreateContainerRequest,
@@ -163,6 +170,8 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         flt, since = convert.event_filter_from_pb(request, resolve=self._containers.resolve)
         stream = self._events.subscribe(flt, since=since)
         closing = asyncio.ensure_future(self._closing.wait())
+        self._streams += 1
+        self._no_streams.clear()
         try:
             while True:
                 nxt = asyncio.ensure_future(anext(stream))
@@ -176,23 +185,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         finally:
             closing.cancel()
             await stream.aclose()
-
-    @mapped
-    async def ImportImage(self, request: pb.ImportImageRequest,
-                          context: grpc.aio.ServicerContext) -> pb.Image:
-        return convert.image_to_pb(await self._images.import_image(
-            request.name, request.source, trusted=request.trusted))
-
-    @mapped
-    async def ListImages(self, request: pb.ListImagesRequest,
-                         context: grpc.aio.ServicerContext) -> pb.ListImagesResponse:
-        return pb.ListImagesResponse(images=[convert.image_to_pb(i)
-                                             for i in self._images.list()])
-
-    @mapped
-    async def RemoveImage(self, request: pb.RemoveImageRequest,
-                          context: grpc.aio.ServicerContext) -> pb.RemoveImageResponse:
-        return pb.RemoveImageResponse(id=(await self._images.remove(request.id)).id)
+            self._streams -= 1
+            if not self._streams:
+                self._no_streams.set()
 
     @mapped
     async def Version(self, request: pb.VersionRequest,
