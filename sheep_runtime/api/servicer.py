@@ -190,6 +190,23 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
                 self._no_streams.set()
 
     @mapped
+    async def ImportImage(self, request: pb.ImportImageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.Image:
+        return convert.image_to_pb(await self._images.import_image(
+            request.name, request.source, trusted=request.trusted))
+
+    @mapped
+    async def ListImages(self, request: pb.ListImagesRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ListImagesResponse:
+        return pb.ListImagesResponse(images=[convert.image_to_pb(i)
+                                             for i in self._images.list()])
+
+    @mapped
+    async def RemoveImage(self, request: pb.RemoveImageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.RemoveImageResponse:
+        return pb.RemoveImageResponse(id=(await self._images.remove(request.id)).id)
+
+    @mapped
     async def Version(self, request: pb.VersionRequest,
                       context: grpc.aio.ServicerContext) -> pb.VersionResponse:
         return pb.VersionResponse(version=__version__, api_version="v1",
