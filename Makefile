@@ -150,7 +150,7 @@ test-fast: venv
 	  tests/images/test_ops.py -q -p no:cacheprovider
 
 test: venv apt-test check-proto check-api lint
-	$(PY) -m pytest tests -q -rs -p no:cacheprovider
+	$(PY) -m pytest tests -q -rfEs -p no:cacheprovider
 
 bench: venv
 	@scripts/apt-install.sh $(BENCH_APT_PACKAGES)
