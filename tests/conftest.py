@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -42,3 +44,19 @@ def box(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
         yield b
         if request.node.stash.get(FAILED, False):
             print("---- sheepd log ----\n" + b.log()[-20000:])
+
+
+# What podman makes outside its --root/--runroot whatever its config says: the blob
+# info cache and the network state dir.
+PODMAN_STRAYS = (Path("/var/lib/containers/cache"), Path("/run/containers/networks"))
+
+
+@pytest.fixture
+def podman_strays() -> Iterator[None]:
+    """Remove the dirs podman makes outside its own, if the test made them."""
+    new = [d for d in PODMAN_STRAYS if not d.exists()]
+    yield
+    for d in new:
+        shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):  # its parent, if that is empty now
+            d.parent.rmdir()

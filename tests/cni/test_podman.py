@@ -36,9 +36,6 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NEEDED = {"podman": "podman", "runc": "runc", "busybox": "busybox-static"}
 # libcni's result cache, which podman 4.3 cannot move.
 CNI_CACHE = Path("/var/lib/cni")
-# What podman makes outside its --root/--runroot whatever its config says: the blob
-# info cache and the network state dir. Removed afterwards if the test made them.
-PODMAN_STRAYS = (Path("/var/lib/containers/cache"), Path("/run/containers/networks"))
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096")
 
 
@@ -151,20 +148,16 @@ def clean_cni_cache(network: str, *, existed: bool) -> None:
 
 
 @pytest.fixture
-def podman(box: Sandbox, plugin: Path, tmp_path: Path) -> Iterator[Podman]:
+def podman(box: Sandbox, plugin: Path, tmp_path: Path, podman_strays: None
+           ) -> Iterator[Podman]:
     found = tools()
     cache_existed = CNI_CACHE.exists()
-    new_strays = [d for d in PODMAN_STRAYS if not d.exists()]
     p = Podman(box, plugin, tmp_path / "podman", found)
     try:
         yield p
     finally:
         p.close()
         clean_cni_cache(p.network, existed=cache_existed)
-        for d in new_strays:
-            shutil.rmtree(d, ignore_errors=True)
-            with contextlib.suppress(OSError):  # its parent, if that is empty now
-                d.parent.rmdir()
     assert (tmp_path / "podman" / "tmp" / "events.log").exists()  # it kept to its dirs
 
 

@@ -87,7 +87,7 @@ def pip_cert() -> str:
 
 
 @pytest.mark.kernel
-def test_image_builds_and_its_sheepd_serves(tmp_path: Path) -> None:
+def test_image_builds_and_its_sheepd_serves(tmp_path: Path, podman_strays: None) -> None:
     podman = shutil.which("podman")
     base = os.environ.get("SHEEP_CONTAINER_BASE", DEFAULT_BASE)
     if podman is None or subprocess.run([podman, "image", "exists", base],
