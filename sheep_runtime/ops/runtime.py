@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from sheep_runtime.config import Config
 from sheep_runtime.metrics import Metrics
@@ -93,12 +94,17 @@ class Runtime:
 
     async def _rotate_logs_periodically(self) -> None:
         processes, store = self.backends.processes, self.backends.store
+
+        def rotate(dirs: list[Path]) -> None:
+            for d in dirs:
+                processes.rotate_log(d)
+
         while True:
             await asyncio.sleep(LOG_ROTATION_SECONDS)
-            for c in store.containers():
-                if c.state == ContainerState.RUNNING:
-                    await asyncio.to_thread(processes.rotate_log,
-                                            self.containers.container_dir(c.id))
+            # one thread hop for every running container, not one each
+            await asyncio.to_thread(rotate, [self.containers.container_dir(c.id)
+                                             for c in store.containers()
+                                             if c.state == ContainerState.RUNNING])
 
     async def close(self) -> None:
         """Stop every background task; containers keep running."""

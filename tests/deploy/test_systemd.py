@@ -14,7 +14,6 @@ import contextlib
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 
 from sheep_runtime import notify
+from tests.deploy.test_deploy_files import tool
 from tests.sandbox import Sandbox, sandbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,15 +47,6 @@ MOUNT_NAMESPACE_OPTIONS = (
     "RootDirectory", "RootImage")
 #: sendto(2)'s number, to see sheepd blocked in it (/proc/PID/task/TID/syscall).
 SENDTO = {"x86_64": 44, "aarch64": 206}[platform.machine()]
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed (CI must install it)")
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def settings(text: str) -> dict[str, list[str]]:
