@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import os
+import threading
 import time
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -19,7 +20,13 @@ from typing import Any
 import pytest
 
 from sheep_runtime.errors import KernelError
-from sheep_runtime.netlink import LinkError, LinkManager, NamespaceError, create_pinned_netns
+from sheep_runtime.netlink import (
+    LinkError,
+    LinkManager,
+    NamespaceError,
+    create_pinned_netns,
+    host_side,
+)
 from tests.kernel.conftest import Heartbeat, NlRun
 
 pytestmark = pytest.mark.kernel
@@ -269,10 +276,23 @@ def test_delete_link_removes_both_ends(nl_run: NlRun, nl_netns_dir: Path) -> Non
     nl_run(body)
 
 
-def test_parallel_deletions_keep_the_loop_ticking(nl_run: NlRun, nl_netns_dir: Path) -> None:
+def test_parallel_deletions_keep_the_loop_ticking(nl_run: NlRun, nl_netns_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """~20 ms of kernel time per deletion: on the loop's own socket 20 of them would
+    stall the loop for ~400 ms. They must run on worker threads, overlapping, while the
+    loop keeps ticking. (Asserted by where the requests run and by tick counts, not by
+    a gap threshold a loaded CI machine can miss.)"""
     container = nl_netns_dir / "c1"
     create_pinned_netns(container)
     count = 20
+    threads: set[int] = set()
+    real_delete = host_side.delete_link
+
+    def delete_link(sock: Any, ifname: str) -> bool:
+        threads.add(threading.get_ident())
+        return real_delete(sock, ifname)
+
+    monkeypatch.setattr(host_side, "delete_link", delete_link)
 
     async def body() -> None:
         manager = LinkManager()
@@ -290,13 +310,10 @@ def test_parallel_deletions_keep_the_loop_ticking(nl_run: NlRun, nl_netns_dir: P
                 finished = time.perf_counter()
             assert results == [True] * count
             assert await manager.list_links("shppar") == []
+            assert threading.get_ident() not in threads, "a deletion ran on the loop"
+            assert len(threads) > 1, "deletions did not overlap on several workers"
             during = [t for t in beat.ticks if started <= t <= finished]
-            gaps = beat.gaps
-            # ~20 ms of kernel time per deletion: on the loop's socket 20 of them
-            # would stall the loop for ~400 ms; off the loop it keeps ticking.
-            assert finished - started > 0.02
-            assert len(during) >= (finished - started) / 0.005
-            assert max(gaps) < 0.015, f"max heartbeat gap {max(gaps) * 1e3:.1f} ms"
+            assert len(during) > 1, "the loop did not tick while the kernel deleted"
         finally:
             await manager.close()
 
