@@ -158,19 +158,19 @@ def test_comparison_reports_a_renamed_field_with_its_reused_number(
 
 def test_comparison_allows_additions(current: dict[str, Any]) -> None:
     grown = copy.deepcopy(current)
-    grown["messages"][C]["labels"] = {"number": 16, "type": "map<string, string>",
+    grown["messages"][C]["labels"] = {"number": 99, "type": "map<string, string>",
                                       "label": "map"}
     grown["messages"]["sheep.runtime.v1.Volume"] = {"path": {"number": 1, "type": "string",
                                                              "label": "singular"}}
-    grown["services"][SVC]["Logs"] = {"input": "sheep.runtime.v1.InspectRequest",
+    grown["services"][SVC]["Attach"] = {"input": "sheep.runtime.v1.InspectRequest",
                                       "output": "sheep.runtime.v1.Event",
                                       "client_streaming": False, "server_streaming": True}
-    grown["enums"][STATE]["PAUSED"] = 4
+    grown["enums"][STATE]["PAUSED"] = 5
     assert gen.breaking_changes(current, grown) == []
     assert sorted(gen.additions(current, grown)) == sorted([
         "message sheep.runtime.v1.Container: labels added",
         "message sheep.runtime.v1.Volume added",
-        "service sheep.runtime.v1.RuntimeService: Logs added",
+        "service sheep.runtime.v1.RuntimeService: Attach added",
         "enum sheep.runtime.v1.Container.State: PAUSED added"])
 
 

@@ -39,7 +39,7 @@ class NetworkAttachmentRequest(_message.Message):
     def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
-    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add", "image", "rootfs", "working_dir")
+    __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add", "image", "rootfs", "working_dir", "restart_policy", "stop_signal", "stop_timeout_seconds", "resources", "log", "auto_remove")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,12 @@ class CreateContainerRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ROOTFS_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STOP_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REMOVE_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -69,7 +75,196 @@ class CreateContainerRequest(_message.Message):
     image: str
     rootfs: str
     working_dir: str
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., rootfs: _Optional[str] = ..., working_dir: _Optional[str] = ...) -> None: ...
+    restart_policy: RestartPolicy
+    stop_signal: str
+    stop_timeout_seconds: int
+    resources: Resources
+    log: LogConfig
+    auto_remove: bool
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentRequest, _Mapping]]] = ..., network_mode: _Optional[str] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., rootfs: _Optional[str] = ..., working_dir: _Optional[str] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., stop_signal: _Optional[str] = ..., stop_timeout_seconds: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., log: _Optional[_Union[LogConfig, _Mapping]] = ..., auto_remove: _Optional[bool] = ...) -> None: ...
+
+class RestartPolicy(_message.Message):
+    __slots__ = ("name", "max_retries")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    max_retries: int
+    def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("memory_bytes", "cpus", "pids_limit")
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    memory_bytes: int
+    cpus: float
+    pids_limit: int
+    def __init__(self, memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ...) -> None: ...
+
+class LogConfig(_message.Message):
+    __slots__ = ("max_bytes", "max_files")
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_FILES_FIELD_NUMBER: _ClassVar[int]
+    max_bytes: int
+    max_files: int
+    def __init__(self, max_bytes: _Optional[int] = ..., max_files: _Optional[int] = ...) -> None: ...
+
+class StartContainerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RestartContainerRequest(_message.Message):
+    __slots__ = ("id", "timeout_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    timeout_seconds: int
+    def __init__(self, id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+
+class WaitContainerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WaitContainerResponse(_message.Message):
+    __slots__ = ("exit_code", "container")
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    container: Container
+    def __init__(self, exit_code: _Optional[int] = ..., container: _Optional[_Union[Container, _Mapping]] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("id", "follow", "tail", "since", "until", "streams")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    follow: bool
+    tail: int
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    streams: _containers.RepeatedScalarFieldContainer[LogEntry.Stream]
+    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[LogEntry.Stream, str]]] = ...) -> None: ...
+
+class LogEntry(_message.Message):
+    __slots__ = ("stream", "time", "data", "partial")
+    class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STREAM_UNSPECIFIED: _ClassVar[LogEntry.Stream]
+        STDOUT: _ClassVar[LogEntry.Stream]
+        STDERR: _ClassVar[LogEntry.Stream]
+    STREAM_UNSPECIFIED: LogEntry.Stream
+    STDOUT: LogEntry.Stream
+    STDERR: LogEntry.Stream
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    stream: LogEntry.Stream
+    time: _timestamp_pb2.Timestamp
+    data: bytes
+    partial: bool
+    def __init__(self, stream: _Optional[_Union[LogEntry.Stream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[bytes] = ..., partial: _Optional[bool] = ...) -> None: ...
+
+class ExecRequest(_message.Message):
+    __slots__ = ("id", "command", "env", "working_dir", "timeout_seconds", "max_output_bytes")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    working_dir: str
+    timeout_seconds: int
+    max_output_bytes: int
+    def __init__(self, id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., max_output_bytes: _Optional[int] = ...) -> None: ...
+
+class ExecResponse(_message.Message):
+    __slots__ = ("exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "timed_out")
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    def __init__(self, exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., timed_out: _Optional[bool] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class InterfaceStats(_message.Message):
+    __slots__ = ("interface_name", "network", "rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped")
+    INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    RX_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RX_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    TX_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TX_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    interface_name: str
+    network: str
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+    def __init__(self, interface_name: _Optional[str] = ..., network: _Optional[str] = ..., rx_bytes: _Optional[int] = ..., rx_packets: _Optional[int] = ..., rx_errors: _Optional[int] = ..., rx_dropped: _Optional[int] = ..., tx_bytes: _Optional[int] = ..., tx_packets: _Optional[int] = ..., tx_errors: _Optional[int] = ..., tx_dropped: _Optional[int] = ...) -> None: ...
+
+class ContainerStats(_message.Message):
+    __slots__ = ("container_id", "name", "time", "interfaces", "cgroup_readable", "cpu_usage_ns", "memory_usage_bytes", "memory_limit_bytes", "pids_current", "pids_limit")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_READABLE_FIELD_NUMBER: _ClassVar[int]
+    CPU_USAGE_NS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    name: str
+    time: _timestamp_pb2.Timestamp
+    interfaces: _containers.RepeatedCompositeFieldContainer[InterfaceStats]
+    cgroup_readable: bool
+    cpu_usage_ns: int
+    memory_usage_bytes: int
+    memory_limit_bytes: int
+    pids_current: int
+    pids_limit: int
+    def __init__(self, container_id: _Optional[str] = ..., name: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interfaces: _Optional[_Iterable[_Union[InterfaceStats, _Mapping]]] = ..., cgroup_readable: _Optional[bool] = ..., cpu_usage_ns: _Optional[int] = ..., memory_usage_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., pids_current: _Optional[int] = ..., pids_limit: _Optional[int] = ...) -> None: ...
 
 class ImportImageRequest(_message.Message):
     __slots__ = ("name", "source", "trusted")
@@ -287,7 +482,7 @@ class VersionResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., api_version: _Optional[str] = ..., kernel: _Optional[str] = ..., backends: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("id", "name", "state", "pid", "exit_code", "command", "hostname", "created_at", "started_at", "finished_at", "networks", "ports", "netns_path", "log_path", "env", "state_reason", "privileged", "capabilities")
+    __slots__ = ("id", "name", "state", "pid", "exit_code", "command", "hostname", "created_at", "started_at", "finished_at", "networks", "ports", "netns_path", "log_path", "env", "state_reason", "privileged", "capabilities", "image", "rootfs", "working_dir", "restart_policy", "restart_count", "restarting", "stop_signal", "stop_timeout_seconds", "resources", "log", "auto_remove")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Container.State]
@@ -325,6 +520,17 @@ class Container(_message.Message):
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
+    RESTART_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESTARTING_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STOP_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REMOVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: Container.State
@@ -343,7 +549,18 @@ class Container(_message.Message):
     state_reason: str
     privileged: bool
     capabilities: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ..., privileged: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+    image: str
+    rootfs: str
+    working_dir: str
+    restart_policy: RestartPolicy
+    restart_count: int
+    restarting: bool
+    stop_signal: str
+    stop_timeout_seconds: int
+    resources: Resources
+    log: LogConfig
+    auto_remove: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ..., privileged: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., rootfs: _Optional[str] = ..., working_dir: _Optional[str] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., restart_count: _Optional[int] = ..., restarting: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout_seconds: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., log: _Optional[_Union[LogConfig, _Mapping]] = ..., auto_remove: _Optional[bool] = ...) -> None: ...
 
 class NetworkAttachment(_message.Message):
     __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id", "aliases")

@@ -115,6 +115,36 @@ class RuntimeServiceStub:
                 request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageRequest.SerializeToString,
                 response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageResponse.FromString,
                 _registered_method=True)
+        self.StartContainer = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/StartContainer',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.StartContainerRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Container.FromString,
+                _registered_method=True)
+        self.RestartContainer = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/RestartContainer',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RestartContainerRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Container.FromString,
+                _registered_method=True)
+        self.WaitContainer = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/WaitContainer',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerResponse.FromString,
+                _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/sheep.runtime.v1.RuntimeService/Logs',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LogsRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LogEntry.FromString,
+                _registered_method=True)
+        self.Exec = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/Exec',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/Stats',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.StatsRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStats.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -262,6 +292,65 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartContainer(self, request, context):
+        """Starts a created or exited container again: the same id, name, root (its writable
+        layer kept) and requested networks, ports and aliases; a dynamic address is the one
+        it had if still free. Returns the RUNNING container; a running one is returned as it
+        is. All or nothing, as CreateContainer. Errors: NOT_FOUND, ALREADY_EXISTS (its
+        static address or a host port was taken meanwhile), RESOURCE_EXHAUSTED,
+        FAILED_PRECONDITION (being removed, or its image was removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartContainer(self, request, context):
+        """Stops (as StopContainer) and starts the container again; starts it if it was not
+        running. Errors: as StopContainer and StartContainer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitContainer(self, request, context):
+        """Returns when the container's command exits, with its exit code; at once for a
+        container that is not running (its last exit code). A container restarted by its
+        policy counts as exited. Errors: NOT_FOUND, ABORTED (removed while waiting).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logs(self, request, context):
+        """Streams the container's stdout and stderr, each line marked with its stream and the
+        time it was written, oldest first, over the rotated log files. With follow, goes on
+        with new output until the container exits (or the client cancels). Errors:
+        NOT_FOUND, INVALID_ARGUMENT (negative tail).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request, context):
+        """Runs a command in a running container: its namespaces, root, capabilities and
+        seccomp filter (the OCI runtime's exec). Returns its exit code and output (each
+        stream bounded; truncation is reported). Errors: NOT_FOUND, FAILED_PRECONDITION
+        (not running), INVALID_ARGUMENT (empty command, bad env or working dir). A command
+        past its timeout is killed and reported with timed_out, not as an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Reports a container's network counters per interface (from the kernel's link
+        statistics) and its CPU, memory and pids usage (from its cgroup, when readable).
+        Errors: NOT_FOUND, FAILED_PRECONDITION (not running).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -344,6 +433,36 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.RemoveImage,
                     request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageRequest.FromString,
                     response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'StartContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartContainer,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.StartContainerRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Container.SerializeToString,
+            ),
+            'RestartContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartContainer,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.RestartContainerRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Container.SerializeToString,
+            ),
+            'WaitContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitContainer,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LogsRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LogEntry.SerializeToString,
+            ),
+            'Exec': grpc.unary_unary_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.StatsRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -779,6 +898,168 @@ class RuntimeService:
             '/sheep.runtime.v1.RuntimeService/RemoveImage',
             sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageRequest.SerializeToString,
             sheep_dot_runtime_dot_v1_dot_runtime__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/StartContainer',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.StartContainerRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/RestartContainer',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.RestartContainerRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/WaitContainer',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/Logs',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.LogsRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.LogEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/Exec',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/Stats',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.StatsRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStats.FromString,
             options,
             channel_credentials,
             insecure,
