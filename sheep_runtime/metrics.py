@@ -59,6 +59,9 @@ class Metrics:
             "sheep_container_start_duration_seconds",
             "Time from the create call to the container's process running.",
             buckets=LATENCY_BUCKETS, registry=r)
+        self.container_restarts = Counter(
+            "sheep_container_restarts_total",
+            "Containers started again by their restart policy.", registry=r)
         self.leases_allocated = Gauge("sheep_ipam_leases_allocated",
                                       "Addresses leased now.", ["network"], registry=r)
         self.leases_capacity = Gauge("sheep_ipam_leases_capacity",

@@ -76,6 +76,30 @@ class Attachment:
     aliases: tuple[str, ...] = ()  # extra DNS names of the container on this network
 
 
+RestartPolicyName = Literal["no", "on-failure", "always", "unless-stopped"]
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When an exited container is started again (`max_retries` 0: no limit)."""
+
+    name: RestartPolicyName = "no"
+    max_retries: int = 0
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """What a container asked of one network, kept to attach it again at each start;
+    `last_ip` is the dynamic address it had, preferred at the next start."""
+
+    network_id: str
+    ip: IPv4Address | None = None  # static
+    ports: tuple[PortMapping, ...] = ()
+    interface_name: str = ""
+    aliases: tuple[str, ...] = ()
+    last_ip: IPv4Address | None = None
+
+
 @dataclass(frozen=True)
 class Container:
     """A container record as kept in the store."""
@@ -105,6 +129,20 @@ class Container:
     owner: str = "sheep"
     cni_container_id: str = ""
     cni_ifname: str = ""
+    # What it was created with, to start it again the same way:
+    image: str = ""  # the image's name ("" = none)
+    rootfs: str = ""  # a directory on the host ("" = none)
+    working_dir: str = "/"
+    requests: tuple[NetworkRequest, ...] = ()
+    restart_policy: RestartPolicy = RestartPolicy()
+    restart_count: int = 0  # restarts by the policy since the last API start
+    restart_backoff: float = 0.0  # the last restart's delay (s); 0 after a long run
+    stopped_by_user: bool = False  # StopContainer: "always"/"unless-stopped" stay down
+    stop_signal: int = 15
+    stop_timeout: float = 10.0
+    resources: Resources = field(default_factory=lambda: Resources())
+    log: LogConfig = field(default_factory=lambda: LogConfig())
+    auto_remove: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +244,103 @@ DEFAULT_CAPABILITIES: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
+class Resources:
+    """Cgroup limits of a container; 0 = no limit."""
+
+    memory_bytes: int = 0
+    cpus: float = 0.0  # cores: a CFS quota of cpus * 100 ms per 100 ms period
+    pids_limit: int = 0
+
+
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_MAX_FILES = 4
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Rotation of a container's log: at `max_bytes` the file moves to log.1 (log.1 to
+    log.2, ...), keeping `max_files` files in all, the current one included."""
+
+    max_bytes: int = LOG_MAX_BYTES
+    max_files: int = LOG_MAX_FILES
+
+
+LogStream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One line (or a part of a long one: `partial`) of a container's output."""
+
+    stream: LogStream
+    time_ns: int  # when the logger read it, Unix ns
+    data: bytes  # with its newline unless partial
+    partial: bool = False
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Which records to read: the last `tail` (None: all) of those in [since, until)
+    (0: unbounded) of `streams`; with `follow`, then new ones until the container's
+    exit is recorded."""
+
+    follow: bool = False
+    tail: int | None = None
+    since_ns: int = 0
+    until_ns: int = 0
+    streams: frozenset[LogStream] = frozenset(("stdout", "stderr"))
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """A command to run inside a running container (its namespaces, root and
+    confinement); `env` on top of the container's."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = ""  # "" = the container's
+    timeout: float = 60.0
+    max_output: int = 1024 * 1024  # bytes kept of each of stdout and stderr
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How an exec ended: exit code (128+N if killed by signal N) and its output."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceCounters:
+    """Link statistics of one interface (IFLA_STATS64), as its own side counts them."""
+
+    rx_bytes: int = 0
+    rx_packets: int = 0
+    rx_errors: int = 0
+    rx_dropped: int = 0
+    tx_bytes: int = 0
+    tx_packets: int = 0
+    tx_errors: int = 0
+    tx_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupUsage:
+    """A container's cgroup counters; a limit of 0 means none."""
+
+    cpu_usage_ns: int = 0
+    memory_usage_bytes: int = 0
+    memory_limit_bytes: int = 0
+    pids_current: int = 0
+    pids_limit: int = 0
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     """What to run, where, and how confined.
 
@@ -229,6 +364,8 @@ class ProcessSpec:
     # read-only view of the host's.
     rootfs: Path | None = None
     cwd: str = "/"
+    resources: Resources = Resources()
+    log: LogConfig = LogConfig()
 
 
 @dataclass(frozen=True)

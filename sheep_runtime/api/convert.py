@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Callable
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,10 +11,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.errors import InvalidArgument, SheepError
 from sheep_runtime.model import Container, ContainerState, Event, Image, PortMapping
-from sheep_runtime.ops.containers import DEFAULT_STOP_TIMEOUT
 from sheep_runtime.ops.events import EventFilter
 from sheep_runtime.ops.networks import NetworkSpec
-from sheep_runtime.ops.specs import AttachSpec, ContainerSpec, attach_spec, container_spec
+from sheep_runtime.ops.specs import (
+    AttachSpec,
+    ContainerSpec,
+    attach_spec,
+    container_spec,
+    log_config,
+    resources,
+    restart_policy,
+    stop_signal,
+    stop_timeout,
+)
 from sheep_runtime.ops.views import AttachmentView, ContainerView, NetworkView
 
 _STATE = {
@@ -23,7 +33,6 @@ _STATE = {
     ContainerState.UNKNOWN: pb.Container.UNKNOWN,
 }
 
-MAX_STOP_TIMEOUT = 3600
 EVENT_FILTERS = ("container", "network", "type")
 # google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31; `since` before
 # the epoch means nothing here.
@@ -62,10 +71,20 @@ def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
     nets = [attach_spec_from_pb(network=n.network, ip=n.ip, ports=list(n.ports),
                                 interface_name=n.interface_name, aliases=list(n.aliases))
             for n in r.networks]
-    return container_spec(name=r.name, command=list(r.command), env=dict(r.env),
-                          hostname=r.hostname, networks=nets, network_mode=r.network_mode,
-                          privileged=r.privileged, cap_add=list(r.cap_add), image=r.image,
-                          rootfs=r.rootfs, working_dir=r.working_dir)
+    if r.auto_remove and r.restart_policy.name not in ("", "no"):
+        raise InvalidArgument("auto_remove cannot be combined with a restart policy",
+                              field="auto_remove")
+    return container_spec(
+        name=r.name, command=list(r.command), env=dict(r.env), hostname=r.hostname,
+        networks=nets, network_mode=r.network_mode, privileged=r.privileged,
+        cap_add=list(r.cap_add), image=r.image, rootfs=r.rootfs, working_dir=r.working_dir,
+        restart=restart_policy(r.restart_policy.name, r.restart_policy.max_retries),
+        signal_number=stop_signal(r.stop_signal),
+        timeout=stop_timeout(r.stop_timeout_seconds),
+        limits=resources(memory_bytes=r.resources.memory_bytes, cpus=r.resources.cpus,
+                         pids_limit=r.resources.pids_limit),
+        log=log_config(max_bytes=r.log.max_bytes, max_files=r.log.max_files),
+        auto_remove=r.auto_remove)
 
 
 def image_to_pb(i: Image) -> pb.Image:
@@ -75,12 +94,9 @@ def image_to_pb(i: Image) -> pb.Image:
                     working_dir=i.working_dir)
 
 
-def stop_timeout(seconds: int) -> float:
-    """StopContainer's grace period: 0 means the default; at most an hour."""
-    if seconds > MAX_STOP_TIMEOUT:
-        raise InvalidArgument(f"timeout_seconds {seconds} is over the maximum of "
-                              f"{MAX_STOP_TIMEOUT}", field="timeout_seconds")
-    return float(seconds or DEFAULT_STOP_TIMEOUT)
+def request_stop_timeout(seconds: int) -> float | None:
+    """A request's grace period; 0 (None) = the container's own stop timeout."""
+    return stop_timeout(seconds) if seconds else None
 
 
 def event_filter_from_pb(r: pb.WatchEventsRequest, *, resolve: Callable[[str], Container]
@@ -135,7 +151,17 @@ def container_to_pb(v: ContainerView) -> pb.Container:
         ports=[port_to_pb(p) for a in v.attachments for p in a.attachment.ports],
         netns_path=c.netns_path, log_path=v.log_path, env=dict(c.env),
         state_reason=c.state_reason, privileged=c.privileged,
-        capabilities=list(c.capabilities))
+        capabilities=list(c.capabilities), image=c.image, rootfs=c.rootfs,
+        working_dir=c.working_dir,
+        restart_policy=pb.RestartPolicy(name=c.restart_policy.name,
+                                        max_retries=c.restart_policy.max_retries),
+        restart_count=c.restart_count, restarting=v.restarting,
+        stop_signal=signal.Signals(c.stop_signal).name,
+        stop_timeout_seconds=int(c.stop_timeout),
+        resources=pb.Resources(memory_bytes=c.resources.memory_bytes, cpus=c.resources.cpus,
+                               pids_limit=c.resources.pids_limit),
+        log=pb.LogConfig(max_bytes=c.log.max_bytes, max_files=c.log.max_files),
+        auto_remove=c.auto_remove)
 
 
 def network_to_pb(v: NetworkView) -> pb.Network:

@@ -101,9 +101,29 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     @mapped
     async def StopContainer(self, request: pb.StopContainerRequest,
                             context: grpc.aio.ServicerContext) -> pb.Container:
-        timeout = convert.stop_timeout(request.timeout_seconds)
+        timeout = convert.request_stop_timeout(request.timeout_seconds)
         return convert.container_to_pb(await self._containers.stop(request.id,
                                                                    timeout=timeout))
+
+    @mapped
+    async def StartContainer(self, request: pb.StartContainerRequest,
+                             context: grpc.aio.ServicerContext) -> pb.Container:
+        return convert.container_to_pb(await self._containers.start(request.id))
+
+    @mapped
+    async def RestartContainer(self, request: pb.RestartContainerRequest,
+                               context: grpc.aio.ServicerContext) -> pb.Container:
+        timeout = convert.request_stop_timeout(request.timeout_seconds)
+        return convert.container_to_pb(await self._containers.restart(request.id,
+                                                                      timeout=timeout))
+
+    @mapped
+    async def WaitContainer(self, request: pb.WaitContainerRequest,
+                            context: grpc.aio.ServicerContext) -> pb.WaitContainerResponse:
+        c = await self._containers.wait(request.id)
+        view = convert.container_to_pb(await self._containers.view(c))
+        return pb.WaitContainerResponse(
+            exit_code=c.exit_code if c.exit_code is not None else -1, container=view)
 
     @mapped
     async def RemoveContainer(self, request: pb.RemoveContainerRequest,

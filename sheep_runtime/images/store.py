@@ -206,13 +206,19 @@ class ImageStore:
                              image: Image | None = None, directory: Path | None = None
                              ) -> Path:
         """Mount the container's root at `container_dir/rootfs`: an overlay of the
-        image's layers (or of `directory`), read-only, under its own upper dir."""
+        image's layers (or of `directory`), read-only, under its own upper dir. A root
+        still mounted (a container started again) is reused; one recorded but no longer
+        mounted (after a reboot) is mounted again over the upper dir it kept."""
         return await asyncio.to_thread(self._prepare, container_id, container_dir,
                                        image, directory)
 
     def _prepare(self, cid: str, cdir: Path, image: Image | None,
                  directory: Path | None) -> Path:
+        target = cdir / "rootfs"
         with self._lock:
+            kept = cid in self._roots
+            if kept and os.path.ismount(target):
+                return target
             if image is not None:
                 image = self._resolve(image.name)  # removed meanwhile: NotFound
                 lower = [self._layer_dir(d) for d in reversed(image.layers)]
@@ -224,7 +230,7 @@ class ImageStore:
             self._roots[cid] = {"image": image.name if image else "", "dir": str(cdir),
                                 "layers": list(image.layers) if image else []}
             self._save()
-        target, upper, work = cdir / "rootfs", cdir / "upper", cdir / "work"
+        upper, work = cdir / "upper", cdir / "work"
         try:
             for d in (target, upper, work):
                 d.mkdir(parents=True, exist_ok=True)
@@ -234,7 +240,8 @@ class ImageStore:
             os.chmod(upper, stat.S_IMODE(top.st_mode))
             overlay.mount_overlay(target, lower=lower, upper=upper, work=work)
         except BaseException:
-            self._release(cid)
+            if not kept:  # a kept upper dir is the container's: it stays
+                self._release(cid)
             raise
         return target
 

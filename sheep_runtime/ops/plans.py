@@ -31,6 +31,7 @@ class AttachPlan:
     default_route: bool
     seq: int
     aliases: tuple[str, ...] = ()
+    preferred: IPv4Address | None = None  # leased if free when `ip` is None
 
 
 def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
@@ -62,7 +63,9 @@ def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
         AttachPlan(network=net, interface_name=name,
                    host_interface=host_veth_name(container_id, net.id), ip=spec.ip,
                    ports=spec.ports, default_route=not existing and i == 0,
-                   seq=first_seq + i, aliases=spec.aliases)
+                   seq=first_seq + i, aliases=spec.aliases,
+                   preferred=spec.preferred if spec.preferred and spec.preferred in net.subnet
+                   else None)
         for i, (spec, net, name) in enumerate(zip(requests, networks, names, strict=True)))
 
 

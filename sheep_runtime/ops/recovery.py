@@ -91,6 +91,7 @@ class Recovery:
             report.removed.append(c.id)
             return
         if c.state == ContainerState.EXITED:
+            await self.containers.release_network(c)  # e.g. from a version that kept them
             return
         known = c.state in (ContainerState.RUNNING, ContainerState.UNKNOWN)
         handle = self.processes.adopt(c.id, cdir, shim_pid=c.shim_pid if known else None,
@@ -104,26 +105,26 @@ class Recovery:
             report.adopted.append(c.id)
             self.containers.watch(c, handle)
         elif known:
-            self._exited(c, cdir, report)
+            await self.containers.release_network(self._exited(c, cdir, report))
         else:
             # Its CreateContainer never returned: undo all of it.
             (await self.containers.teardown(c)).raise_if_failed(f"rolled back {c.id[:12]}")
             report.rolled_back.append(c.id)
 
-    def _exited(self, c: Container, cdir: Path, report: RecoveryReport) -> None:
+    def _exited(self, c: Container, cdir: Path, report: RecoveryReport) -> Container:
         """The process ended while the daemon was away: take its exit record."""
+        report.exited.append(c.id)
         try:
             status = self.processes.read_exit_status(cdir)
         except SheepError as e:
             self._error(report, "exit_record", c, f"corrupt exit record: {e}")
-            self.containers.mark_exited(c, code=EXIT_CODE_UNKNOWN, finished_at=time.time(),
-                                        reason=f"corrupt exit record: {e}")
-        else:
-            self.containers.mark_exited(
-                c, code=status.code if status else EXIT_CODE_UNKNOWN,
-                finished_at=status.finished_at_ns / 1e9 if status else time.time(),
-                reason="" if status else "no exit record")
-        report.exited.append(c.id)
+            return self.containers.mark_exited(c, code=EXIT_CODE_UNKNOWN,
+                                               finished_at=time.time(),
+                                               reason=f"corrupt exit record: {e}")
+        return self.containers.mark_exited(
+            c, code=status.code if status else EXIT_CODE_UNKNOWN,
+            finished_at=status.finished_at_ns / 1e9 if status else time.time(),
+            reason="" if status else "no exit record")
 
     def _error(self, report: RecoveryReport, kind: str, c: Container | None,
                why: str) -> None:

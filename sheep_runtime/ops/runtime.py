@@ -80,6 +80,7 @@ class Runtime:
         await self.cni.release_gone()
         await self.firewall.sync()
         await self.dns.start()
+        self.containers.resume_policies()  # after recovery: its leak collection is done
         self.cni.started = True
         self.tasks.service("leak-collector", self._collect_leaks_periodically)
         self.tasks.service("log-rotation", self._rotate_logs_periodically)

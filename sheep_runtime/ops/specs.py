@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from sheep_runtime.errors import InvalidArgument
 from sheep_runtime.ipam.subnets import parse_address
-from sheep_runtime.model import ALL_CAPABILITIES, DEFAULT_CAPABILITIES, PortMapping
+from sheep_runtime.model import (
+    ALL_CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    LogConfig,
+    PortMapping,
+    Resources,
+    RestartPolicy,
+)
 from sheep_runtime.names import validate_ifname, validate_name
 from sheep_runtime.ops.ports import validate_ports
 
@@ -25,6 +33,15 @@ MAX_ALIASES = 32
 MAX_ARG_STRLEN = 32 * 4096
 ARG_MAX = os.sysconf("SC_ARG_MAX")
 _EXEC_MARGIN = 16 * 1024
+DEFAULT_STOP_TIMEOUT = 10.0
+MAX_STOP_TIMEOUT = 3600
+MIN_MEMORY = 6 * 1024 * 1024  # what runc accepts (and a container can start in)
+MIN_LOG_BYTES = 4096
+MAX_LOG_FILES = 100
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+NO_RESTART = RestartPolicy()
+NO_LIMITS = Resources()
+DEFAULT_LOG = LogConfig()
 @dataclass(frozen=True)
 class AttachSpec:
     """One network to attach: by name or id, with an optional static address."""
@@ -34,6 +51,7 @@ class AttachSpec:
     ports: tuple[PortMapping, ...] = ()
     interface_name: str = ""
     aliases: tuple[str, ...] = ()  # DNS names of the container on this network only
+    preferred: IPv4Address | None = None  # a dynamic address to take if still free
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,12 @@ class ContainerSpec:
     image: str = ""  # the root: an image by name or id, or a directory (`rootfs`)
     rootfs: str = ""
     working_dir: str = ""  # "" = the image's, else /
+    restart_policy: RestartPolicy = NO_RESTART
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    resources: Resources = NO_LIMITS
+    log: LogConfig = DEFAULT_LOG
+    auto_remove: bool = False
 
 
 def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
@@ -82,7 +106,12 @@ def validate_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
 def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
                    hostname: str, networks: Sequence[AttachSpec], network_mode: str,
                    privileged: bool = False, cap_add: Sequence[str] = (), image: str = "",
-                   rootfs: str = "", working_dir: str = "") -> ContainerSpec:
+                   rootfs: str = "", working_dir: str = "",
+                   restart: RestartPolicy = NO_RESTART,
+                   signal_number: int = signal.SIGTERM,
+                   timeout: float = DEFAULT_STOP_TIMEOUT,
+                   limits: Resources = NO_LIMITS, log: LogConfig = DEFAULT_LOG,
+                   auto_remove: bool = False) -> ContainerSpec:
     """Validate a CreateContainer request. The command may be left out with an image
     (its Entrypoint and Cmd are checked once it is resolved)."""
     if name:
@@ -107,7 +136,72 @@ def container_spec(*, name: str, command: Sequence[str], env: Mapping[str, str],
                          capabilities=capabilities(privileged=privileged, cap_add=cap_add),
                          all_capabilities=privileged or any(
                              c.strip().upper() == "ALL" for c in cap_add),
-                         image=image, rootfs=rootfs, working_dir=working_dir)
+                         image=image, rootfs=rootfs, working_dir=working_dir,
+                         restart_policy=restart, stop_signal=signal_number,
+                         stop_timeout=timeout, resources=limits, log=log,
+                         auto_remove=auto_remove)
+
+
+def restart_policy(name: str, max_retries: int) -> RestartPolicy:
+    """A restart policy by its Docker name ("" = "no"); retries only with on-failure."""
+    name = name or "no"
+    if name not in RESTART_POLICIES:
+        raise InvalidArgument(f"unknown restart policy {name[:64]!r}: use "
+                              + ", ".join(RESTART_POLICIES), field="restart_policy")
+    if max_retries and name != "on-failure":
+        raise InvalidArgument("max_retries is only for the on-failure policy",
+                              field="restart_policy")
+    return RestartPolicy(name=name, max_retries=max_retries)  # type: ignore[arg-type]
+
+
+def stop_signal(text: str) -> int:
+    """A signal by name ("SIGTERM", "TERM", any case) or number; "" = SIGTERM."""
+    if not text:
+        return signal.SIGTERM
+    try:
+        number = int(text) if text.isdigit() else signal.Signals[
+            (text.upper() if text.upper().startswith("SIG") else f"SIG{text.upper()}")]
+        return signal.Signals(number)
+    except (KeyError, ValueError):
+        raise InvalidArgument(f"unknown stop signal {text[:32]!r}, e.g. SIGTERM, SIGINT, "
+                              "QUIT or 15", field="stop_signal") from None
+
+
+def stop_timeout(seconds: int, *, default: float = DEFAULT_STOP_TIMEOUT) -> float:
+    """A grace period before SIGKILL: 0 means `default`; at most an hour."""
+    if seconds > MAX_STOP_TIMEOUT:
+        raise InvalidArgument(f"timeout of {seconds} s is over the maximum of "
+                              f"{MAX_STOP_TIMEOUT}", field="timeout_seconds")
+    return float(seconds or default)
+
+
+def resources(*, memory_bytes: int, cpus: float, pids_limit: int) -> Resources:
+    """Cgroup limits; 0 = none."""
+    if memory_bytes and memory_bytes < MIN_MEMORY:
+        raise InvalidArgument(f"memory limit {memory_bytes} is below the minimum of "
+                              f"{MIN_MEMORY} bytes (6 MiB)", field="resources.memory_bytes")
+    ncpu = os.cpu_count() or 1
+    if not 0 <= cpus <= ncpu or cpus != cpus:  # NaN too
+        raise InvalidArgument(f"cpus {cpus} must be between 0 and the host's {ncpu}",
+                              field="resources.cpus")
+    if cpus and cpus * 100_000 < 1000:
+        raise InvalidArgument("cpus must be at least 0.01", field="resources.cpus")
+    if pids_limit < 0:
+        raise InvalidArgument("pids_limit cannot be negative", field="resources.pids_limit")
+    return Resources(memory_bytes=memory_bytes, cpus=cpus, pids_limit=pids_limit)
+
+
+def log_config(*, max_bytes: int, max_files: int) -> LogConfig:
+    """Log rotation; 0 takes the default."""
+    cfg = LogConfig(max_bytes=max_bytes or LogConfig.max_bytes,
+                    max_files=max_files or LogConfig.max_files)
+    if cfg.max_bytes < MIN_LOG_BYTES:
+        raise InvalidArgument(f"log max_bytes must be at least {MIN_LOG_BYTES}",
+                              field="log.max_bytes")
+    if cfg.max_files > MAX_LOG_FILES:
+        raise InvalidArgument(f"log max_files must be at most {MAX_LOG_FILES}",
+                              field="log.max_files")
+    return cfg
 
 
 def _validate_root(*, image: str, rootfs: str, working_dir: str) -> None:

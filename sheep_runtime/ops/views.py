@@ -23,6 +23,7 @@ class ContainerView:
     container: Container
     attachments: tuple[AttachmentView, ...]
     log_path: str
+    restarting: bool = False  # exited, its restart policy's delay running
 
 
 @dataclass(frozen=True)

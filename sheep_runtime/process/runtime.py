@@ -6,6 +6,7 @@ import dataclasses
 import os
 import resource
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,10 @@ class OciProcesses:
         """SIGKILL the command now (no-op if it is gone)."""
         watch.kill(handle)
 
-    async def stop(self, handle: ProcessHandle, *, timeout: float) -> None:
-        """SIGTERM, then SIGKILL after `timeout` s; return once it exited."""
-        await watch.stop(handle, timeout=timeout)
+    async def stop(self, handle: ProcessHandle, *, timeout: float,
+                   signal_number: int = signal.SIGTERM) -> None:
+        """`signal_number`, then SIGKILL after `timeout` s; return once it exited."""
+        await watch.stop(handle, timeout=timeout, signal_number=signal_number)
 
     async def wait_exit(self, handle: ProcessHandle) -> ExitStatus:
         """Wait for the exit and return its recorded status."""

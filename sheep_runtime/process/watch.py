@@ -98,16 +98,17 @@ def kill(handle: ProcessHandle) -> None:
     procfs.send_signal(pid, start, signal.SIGKILL)
 
 
-async def stop(handle: ProcessHandle, *, timeout: float) -> None:
-    """SIGTERM the command, SIGKILL it after `timeout` s; return once the supervisor
-    exited (runc's container deleted, exit recorded).
+async def stop(handle: ProcessHandle, *, timeout: float,
+               signal_number: int = signal.SIGTERM) -> None:
+    """Send `signal_number` to the command, SIGKILL it after `timeout` s; return once
+    the supervisor exited (runc's container deleted, exit recorded).
 
     The command is PID 1 of its namespace: the kernel drops SIGTERM for it unless it
     installed a handler, so for most commands the SIGKILL is what ends it (exit 137).
     A no-op if the container already exited.
     """
     pid, start = _command(handle)
-    procfs.send_signal(pid, start, signal.SIGTERM)
+    procfs.send_signal(pid, start, signal_number)
     try:
         await asyncio.wait_for(wait_shim(handle), timeout)
         return

@@ -46,7 +46,17 @@ CREATE TABLE IF NOT EXISTS containers (
     capabilities TEXT NOT NULL DEFAULT '[]',
     owner TEXT NOT NULL DEFAULT 'sheep',
     cni_container_id TEXT NOT NULL DEFAULT '',
-    cni_ifname TEXT NOT NULL DEFAULT ''
+    cni_ifname TEXT NOT NULL DEFAULT '',
+    image TEXT NOT NULL DEFAULT '',
+    rootfs TEXT NOT NULL DEFAULT '',
+    working_dir TEXT NOT NULL DEFAULT '/',
+    -- the networks asked for at create (JSON), attached again at each start
+    requests TEXT NOT NULL DEFAULT '[]',
+    -- restart policy, stop signal and timeout, resources, log, auto_remove (JSON)
+    run_config TEXT NOT NULL DEFAULT '{}',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    restart_backoff REAL NOT NULL DEFAULT 0,
+    stopped_by_user INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS attachments (
     container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
@@ -76,4 +86,12 @@ MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("containers", "cni_ifname", "TEXT NOT NULL DEFAULT ''"),
     ("networks", "dns", "INTEGER NOT NULL DEFAULT 1"),
     ("attachments", "aliases", "TEXT NOT NULL DEFAULT '[]'"),
+    ("containers", "image", "TEXT NOT NULL DEFAULT ''"),
+    ("containers", "rootfs", "TEXT NOT NULL DEFAULT ''"),
+    ("containers", "working_dir", "TEXT NOT NULL DEFAULT '/'"),
+    ("containers", "requests", "TEXT NOT NULL DEFAULT '[]'"),
+    ("containers", "run_config", "TEXT NOT NULL DEFAULT '{}'"),
+    ("containers", "restart_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("containers", "restart_backoff", "REAL NOT NULL DEFAULT 0"),
+    ("containers", "stopped_by_user", "INTEGER NOT NULL DEFAULT 0"),
 )

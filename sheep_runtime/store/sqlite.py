@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sheep_runtime.errors import AlreadyExists, StoreError
-from sheep_runtime.model import Attachment, Container, ContainerState, Network, PortMapping
+from sheep_runtime.model import (
+    Attachment,
+    Container,
+    ContainerState,
+    LogConfig,
+    Network,
+    NetworkRequest,
+    PortMapping,
+    Resources,
+    RestartPolicy,
+)
 from sheep_runtime.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -105,21 +115,27 @@ class Store:
             db.execute(
                 "INSERT INTO containers(id, name, command, env, hostname, network_mode, state,"
                 " created_at, netns_path, privileged, capabilities, owner, cni_container_id,"
-                " cni_ifname) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " cni_ifname, image, rootfs, working_dir, requests, run_config)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (c.id, c.name, json.dumps(list(c.command)), json.dumps(dict(c.env)),
                  c.hostname, c.network_mode, c.state.value, c.created_at, c.netns_path,
                  int(c.privileged), json.dumps(list(c.capabilities)), c.owner,
-                 c.cni_container_id, c.cni_ifname))
+                 c.cni_container_id, c.cni_ifname, c.image, c.rootfs, c.working_dir,
+                 _requests_json(c.requests), json.dumps(_run_config(c))))
 
     def update_container(self, c: Container) -> None:
-        """Persist the process fields of `c` (state, pids, exit, times)."""
+        """Persist what changes over a container's life: state, pids, exit, times,
+        restart counters and the addresses its requests prefer."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE containers SET state=?, pid=?, pid_start_time=?, shim_pid=?,"
                 " shim_start_time=?, exit_code=?, started_at=?, finished_at=?,"
-                " state_reason=? WHERE id=?",
+                " state_reason=?, requests=?, restart_count=?, restart_backoff=?,"
+                " stopped_by_user=? WHERE id=?",
                 (c.state.value, c.pid, c.pid_start_time, c.shim_pid, c.shim_start_time,
-                 c.exit_code, c.started_at, c.finished_at, c.state_reason, c.id))
+                 c.exit_code, c.started_at, c.finished_at, c.state_reason,
+                 _requests_json(c.requests), c.restart_count, c.restart_backoff,
+                 int(c.stopped_by_user), c.id))
 
     def mark_removing(self, container_id: str) -> None:
         """Record that the container's removal has begun (finished at start if cut)."""
@@ -249,7 +265,48 @@ def _container(r: sqlite3.Row) -> Container:
         exit_code=r["exit_code"], started_at=r["started_at"], finished_at=r["finished_at"],
         removing=bool(r["removing"]), state_reason=r["state_reason"],
         privileged=bool(r["privileged"]), capabilities=tuple(json.loads(r["capabilities"])),
-        owner=r["owner"], cni_container_id=r["cni_container_id"], cni_ifname=r["cni_ifname"])
+        owner=r["owner"], cni_container_id=r["cni_container_id"], cni_ifname=r["cni_ifname"],
+        image=r["image"], rootfs=r["rootfs"], working_dir=r["working_dir"],
+        requests=tuple(_request(d) for d in json.loads(r["requests"])),
+        restart_count=r["restart_count"], restart_backoff=r["restart_backoff"],
+        stopped_by_user=bool(r["stopped_by_user"]), **_from_run_config(r["run_config"]))
+
+
+def _run_config(c: Container) -> dict[str, Any]:
+    return {"restart_policy": {"name": c.restart_policy.name,
+                               "max_retries": c.restart_policy.max_retries},
+            "stop_signal": c.stop_signal, "stop_timeout": c.stop_timeout,
+            "resources": {"memory_bytes": c.resources.memory_bytes,
+                          "cpus": c.resources.cpus, "pids_limit": c.resources.pids_limit},
+            "log": {"max_bytes": c.log.max_bytes, "max_files": c.log.max_files},
+            "auto_remove": c.auto_remove}
+
+
+def _from_run_config(text: str) -> dict[str, Any]:
+    d = json.loads(text)
+    out: dict[str, Any] = {k: d[k] for k in ("stop_signal", "stop_timeout", "auto_remove")
+                           if k in d}
+    for key, kind in (("restart_policy", RestartPolicy), ("resources", Resources),
+                      ("log", LogConfig)):
+        if key in d:
+            out[key] = kind(**d[key])
+    return out
+
+
+def _requests_json(requests: tuple[NetworkRequest, ...]) -> str:
+    return json.dumps([
+        {"network_id": n.network_id, "ip": str(n.ip) if n.ip else None,
+         "ports": [_port_dict(p) for p in n.ports], "interface_name": n.interface_name,
+         "aliases": list(n.aliases), "last_ip": str(n.last_ip) if n.last_ip else None}
+        for n in requests])
+
+
+def _request(d: dict[str, Any]) -> NetworkRequest:
+    return NetworkRequest(
+        network_id=d["network_id"], ip=IPv4Address(d["ip"]) if d["ip"] else None,
+        ports=tuple(PortMapping(**p) for p in d["ports"]),
+        interface_name=d["interface_name"], aliases=tuple(d["aliases"]),
+        last_ip=IPv4Address(d["last_ip"]) if d["last_ip"] else None)
 
 
 def _attachment(r: sqlite3.Row) -> Attachment:

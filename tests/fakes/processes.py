@@ -56,6 +56,7 @@ class FakeProcesses:
         self.exit_records: dict[Path, ExitStatus] = {}
         self.corrupt_records: set[Path] = set()  # read_exit_status raises for these
         self.sigterm_exit_code: int | None = 143
+        self.stop_signals: dict[str, int] = {}  # the last one `stop` sent, by container
         # What the daemon's own bounding set allows; a test may narrow it.
         self.capabilities: frozenset[str] = frozenset(ALL_CAPABILITIES)
 
@@ -93,11 +94,13 @@ class FakeProcesses:
         self._calls.record("processes.kill", mutating=False)
         self._end(handle.shim_pid, 137)
 
-    async def stop(self, handle: ProcessHandle, *, timeout: float) -> None:
+    async def stop(self, handle: ProcessHandle, *, timeout: float,
+                   signal_number: int = 15) -> None:
         self._calls.record("processes.stop", mutating=True, error=KernelError)
         p = self._procs.get(handle.shim_pid)
         if p is None or p.status is not None:
             return
+        self.stop_signals[p.spec.container_id] = signal_number
         if p.sigterm_exit_code is not None:
             self._end(handle.shim_pid, p.sigterm_exit_code)
             return
