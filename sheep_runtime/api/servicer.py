@@ -21,6 +21,7 @@ from sheep_runtime.api.status import status_code
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.api.v1 import runtime_pb2_grpc as pb_grpc
 from sheep_runtime.errors import SheepError
+from sheep_runtime.model import Event
 from sheep_runtime.ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         closing = asyncio.ensure_future(self._closing.wait())
         self._streams += 1
         self._no_streams.clear()
+        nxt: asyncio.Future[Event] | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(anext(stream))
@@ -204,6 +206,10 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
                 yield convert.event_to_pb(nxt.result())
         finally:
             closing.cancel()
+            if nxt is not None and not nxt.done():  # the client went away meanwhile
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await nxt
             await stream.aclose()
             self._streams -= 1
             if not self._streams:
