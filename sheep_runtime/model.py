@@ -5,7 +5,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -53,11 +60,22 @@ class Network:
     icc: bool
     created_at: float
     dns: bool = True  # sheepd answers DNS on the gateway address
+    # Dual stack: an IPv6 subnet (/64 to /120) and its gateway on the bridge; None both
+    # for an IPv4-only network.
+    subnet6: IPv6Network | None = None
+    gateway6: IPv6Address | None = None
 
     @property
     def gateway_interface(self) -> IPv4Interface:
         """The gateway address with the subnet's prefix, as set on the bridge."""
         return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
+
+    @property
+    def gateway6_interface(self) -> IPv6Interface | None:
+        """The IPv6 gateway with its subnet's prefix; None without IPv6."""
+        if self.subnet6 is None or self.gateway6 is None:
+            return None
+        return IPv6Interface(f"{self.gateway6}/{self.subnet6.prefixlen}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,8 @@ class Attachment:
     ports: tuple[PortMapping, ...] = ()
     seq: int = 0
     aliases: tuple[str, ...] = ()  # extra DNS names of the container on this network
+    address6: IPv6Interface | None = None  # on a dual-stack network
+    gateway6: IPv6Address | None = None
 
 
 RestartPolicyName = Literal["no", "on-failure", "always", "unless-stopped"]
@@ -98,6 +118,8 @@ class NetworkRequest:
     interface_name: str = ""
     aliases: tuple[str, ...] = ()
     last_ip: IPv4Address | None = None
+    ip6: IPv6Address | None = None  # static
+    last_ip6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,20 @@ class PortMapping(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class NetworkAttachmentRequest(_message.Message):
-    __slots__ = ("network", "ip", "ports", "interface_name", "aliases")
+    __slots__ = ("network", "ip", "ports", "interface_name", "aliases", "ip6")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    IP6_FIELD_NUMBER: _ClassVar[int]
     network: str
     ip: str
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     interface_name: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    ip6: str
+    def __init__(self, network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., ip6: _Optional[str] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
     __slots__ = ("name", "command", "env", "hostname", "networks", "network_mode", "privileged", "cap_add", "image", "rootfs", "working_dir", "restart_policy", "stop_signal", "stop_timeout_seconds", "resources", "log", "auto_remove")
@@ -368,20 +370,22 @@ class InspectRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class AttachNetworkRequest(_message.Message):
-    __slots__ = ("container_id", "network", "ip", "ports", "interface_name", "aliases")
+    __slots__ = ("container_id", "network", "ip", "ports", "interface_name", "aliases", "ip6")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    IP6_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     network: str
     ip: str
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     interface_name: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, container_id: _Optional[str] = ..., network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    ip6: str
+    def __init__(self, container_id: _Optional[str] = ..., network: _Optional[str] = ..., ip: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., interface_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., ip6: _Optional[str] = ...) -> None: ...
 
 class DetachNetworkRequest(_message.Message):
     __slots__ = ("container_id", "network")
@@ -396,7 +400,7 @@ class DetachNetworkResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
-    __slots__ = ("name", "subnet", "gateway", "bridge", "mtu", "internal", "icc", "dns")
+    __slots__ = ("name", "subnet", "gateway", "bridge", "mtu", "internal", "icc", "dns", "subnet6", "gateway6")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUBNET_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +409,8 @@ class CreateNetworkRequest(_message.Message):
     INTERNAL_FIELD_NUMBER: _ClassVar[int]
     ICC_FIELD_NUMBER: _ClassVar[int]
     DNS_FIELD_NUMBER: _ClassVar[int]
+    SUBNET6_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY6_FIELD_NUMBER: _ClassVar[int]
     name: str
     subnet: str
     gateway: str
@@ -413,7 +419,9 @@ class CreateNetworkRequest(_message.Message):
     internal: bool
     icc: bool
     dns: bool
-    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., bridge: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., dns: _Optional[bool] = ...) -> None: ...
+    subnet6: str
+    gateway6: str
+    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., bridge: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., dns: _Optional[bool] = ..., subnet6: _Optional[str] = ..., gateway6: _Optional[str] = ...) -> None: ...
 
 class InspectNetworkRequest(_message.Message):
     __slots__ = ("id",)
@@ -563,7 +571,7 @@ class Container(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[Container.State, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., netns_path: _Optional[str] = ..., log_path: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., state_reason: _Optional[str] = ..., privileged: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., rootfs: _Optional[str] = ..., working_dir: _Optional[str] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., restart_count: _Optional[int] = ..., restarting: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout_seconds: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., log: _Optional[_Union[LogConfig, _Mapping]] = ..., auto_remove: _Optional[bool] = ...) -> None: ...
 
 class NetworkAttachment(_message.Message):
-    __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id", "aliases")
+    __slots__ = ("network", "interface_name", "ip_address", "prefix_length", "gateway", "mac_address", "host_interface", "link_state", "ports", "container_id", "aliases", "ip6_address", "prefix6_length", "gateway6")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NAME_FIELD_NUMBER: _ClassVar[int]
     IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -575,6 +583,9 @@ class NetworkAttachment(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    IP6_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX6_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY6_FIELD_NUMBER: _ClassVar[int]
     network: str
     interface_name: str
     ip_address: str
@@ -586,10 +597,13 @@ class NetworkAttachment(_message.Message):
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     container_id: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, network: _Optional[str] = ..., interface_name: _Optional[str] = ..., ip_address: _Optional[str] = ..., prefix_length: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_interface: _Optional[str] = ..., link_state: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    ip6_address: str
+    prefix6_length: int
+    gateway6: str
+    def __init__(self, network: _Optional[str] = ..., interface_name: _Optional[str] = ..., ip_address: _Optional[str] = ..., prefix_length: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_interface: _Optional[str] = ..., link_state: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., ip6_address: _Optional[str] = ..., prefix6_length: _Optional[int] = ..., gateway6: _Optional[str] = ...) -> None: ...
 
 class Network(_message.Message):
-    __slots__ = ("id", "name", "bridge", "subnet", "gateway", "mtu", "internal", "icc", "leases_allocated", "leases_capacity", "created_at", "containers", "dns")
+    __slots__ = ("id", "name", "bridge", "subnet", "gateway", "mtu", "internal", "icc", "leases_allocated", "leases_capacity", "created_at", "containers", "dns", "subnet6", "gateway6", "leases6_allocated")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
@@ -603,6 +617,9 @@ class Network(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     DNS_FIELD_NUMBER: _ClassVar[int]
+    SUBNET6_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY6_FIELD_NUMBER: _ClassVar[int]
+    LEASES6_ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     bridge: str
@@ -616,7 +633,10 @@ class Network(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     containers: _containers.RepeatedScalarFieldContainer[str]
     dns: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., leases_allocated: _Optional[int] = ..., leases_capacity: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containers: _Optional[_Iterable[str]] = ..., dns: _Optional[bool] = ...) -> None: ...
+    subnet6: str
+    gateway6: str
+    leases6_allocated: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., mtu: _Optional[int] = ..., internal: _Optional[bool] = ..., icc: _Optional[bool] = ..., leases_allocated: _Optional[int] = ..., leases_capacity: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containers: _Optional[_Iterable[str]] = ..., dns: _Optional[bool] = ..., subnet6: _Optional[str] = ..., gateway6: _Optional[str] = ..., leases6_allocated: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("id", "time", "type", "container_id", "network", "attributes")

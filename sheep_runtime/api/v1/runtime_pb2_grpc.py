@@ -315,7 +315,8 @@ class RuntimeServiceServicer:
     def WaitContainer(self, request, context):
         """Returns when the container's command exits, with its exit code; at once for a
         container that is not running (its last exit code). A container restarted by its
-        policy counts as exited. Errors: NOT_FOUND, ABORTED (removed while waiting).
+        policy counts as exited; a removal ends the wait with the exit code of the kill.
+        Errors: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
