@@ -112,6 +112,38 @@ def bench_baseline(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, fl
     return a, d
 
 
+DUAL_TARGET = 1.3  # issue #14: dual-stack attach p50 at most 1.3x IPv4-only
+
+
+def attach_p50(box: Sandbox, ids: Sequence[str], network: str) -> float:
+    """Attach p50 (ms) of `ids` to `network` at concurrency 1, then detach them."""
+    lat, _ = timed(lambda i: box.api.AttachNetwork(pb.AttachNetworkRequest(
+        container_id=ids[i], network=network)), range(len(ids)), 1)
+    for cid in ids:
+        box.api.DetachNetwork(pb.DetachNetworkRequest(container_id=cid, network=network))
+    return pct(lat, 0.5) * 1e3
+
+
+def bench_dual_stack(box: Sandbox, n: int, rounds: int = 3) -> None:
+    """Attach p50 on an IPv4-only and on a dual-stack network, rounds interleaved."""
+    box.api.CreateNetwork(pb.CreateNetworkRequest(name="v4only", subnet="10.41.0.0/16"))
+    box.api.CreateNetwork(pb.CreateNetworkRequest(name="dual", subnet="10.42.0.0/16",
+                                                  subnet6="fd00:42::/64"))
+    ids = [c.id for c in make_containers(box, n)]
+    v4, dual = [], []
+    for _ in range(rounds):
+        v4.append(attach_p50(box, ids, "v4only"))
+        dual.append(attach_p50(box, ids, "dual"))
+    p4, p6 = statistics.median(v4), statistics.median(dual)
+    ratio = p6 / p4
+    print(f"dual stack: attach p50 IPv4-only {p4:.2f} ms, dual-stack {p6:.2f} ms "
+          f"(median of {rounds} rounds of {n})")
+    print(f"target dual-stack attach p50 <= {DUAL_TARGET}x IPv4-only: measured "
+          f"{ratio:.2f}x {'ok' if ratio <= DUAL_TARGET else 'MISSED'}")
+    for cid in ids:
+        box.api.RemoveContainer(pb.RemoveContainerRequest(id=cid, force=True))
+
+
 def bench_scale(box: Sandbox, total: int) -> None:
     """Attach p50 for the first and last hundred of `total` containers on one bridge."""
     containers = make_containers(box, total)
@@ -132,6 +164,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--containers", type=int, default=200)
     p.add_argument("--scale", type=int, default=1000)
+    p.add_argument("--dual", type=int, default=100, help="containers of the dual-stack run")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp)) as box:
         box.start(extra=["--log-level", "warning"])
@@ -147,6 +180,9 @@ def main() -> None:
                   f"{sd['rate'] / bd['rate']:.1f}x the rate")
         d1, d8 = results[("sheepd", 1)][1], results[("sheepd", 8)][1]
         print(f"detach throughput, concurrency 8 vs 1: {d8['rate'] / d1['rate']:.1f}x")
+        if a.dual:
+            print()
+            bench_dual_stack(box, a.dual)
         if a.scale:
             print()
             bench_scale(box, a.scale)

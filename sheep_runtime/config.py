@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from sheep_runtime import __version__
@@ -61,6 +61,7 @@ class Config:
     log_format: str
     default_bridge: str
     default_subnet: IPv4Network
+    default_subnet6: IPv6Network | None = None  # dual stack for the default network
     tls: TLSFiles | None = None  # set exactly when `listen` is
     socket_group: str = ""  # group that may use the socket (mode 0660), or none (0600)
     cni_socket: Path | None = None  # the CNI plugin's socket (mode 0600), or no CNI
@@ -113,6 +114,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="bridge of the default network sheep0 (SHEEP_BRIDGE)")
     p.add_argument("--default-subnet", default=_env("DEFAULT_SUBNET", "10.20.0.0/16"),
                    help="subnet of the default network (SHEEP_DEFAULT_SUBNET)")
+    p.add_argument("--default-subnet6", default=_env("DEFAULT_SUBNET6", ""),
+                   help="IPv6 subnet (/64 to /120) that makes the default network dual "
+                        "stack when it is first created, e.g. fd00:20::/64; empty: IPv4 "
+                        "only (SHEEP_DEFAULT_SUBNET6)")
     p.add_argument("--dns-upstream", default=_env("DNS_UPSTREAM", ""),
                    help="comma-separated upstream resolvers (IP or IP:PORT) for names that "
                         "are not containers' (SHEEP_DNS_UPSTREAM; default: the host's "
@@ -132,6 +137,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         log_format=a.log_format,
         default_bridge=a.bridge,
         default_subnet=IPv4Network(a.default_subnet),
+        default_subnet6=_subnet6(p, a.default_subnet6),
         tls=tls,
         socket_group=a.socket_group,
         cni_socket=(run_dir / "cni.sock" if a.cni_socket is None
@@ -139,6 +145,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         cluster=cluster,
         dns_upstreams=tuple(u.strip() for u in a.dns_upstream.split(",") if u.strip()),
     )
+
+
+def _subnet6(p: argparse.ArgumentParser, text: str) -> IPv6Network | None:
+    if not text:
+        return None
+    try:
+        net = IPv6Network(text)
+    except ValueError as e:
+        p.error(f"--default-subnet6: {e}")
+    if not 64 <= net.prefixlen <= 120:
+        p.error(f"--default-subnet6: {net} must be a /64 to /120")
+    return net
 
 
 def _add_api_flags(p: argparse.ArgumentParser) -> None:

@@ -51,6 +51,10 @@ class FailedPrecondition(SheepError):
     """The object is in a state that forbids the operation (e.g. running, in use)."""
 
 
+class Unavailable(SheepError):
+    """A service the daemon depends on (etcd) cannot be reached; retrying may help."""
+
+
 class KernelError(SheepError):
     """A kernel operation (netlink, mount, namespaces) failed; `errno` is the kernel's
     code when one is known."""

@@ -10,8 +10,20 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.errors import InvalidArgument, SheepError
-from sheep_runtime.model import Container, ContainerState, Event, Image, PortMapping
+from sheep_runtime.model import (
+    Container,
+    ContainerState,
+    Event,
+    ExecResult,
+    ExecSpec,
+    Image,
+    LogQuery,
+    LogRecord,
+    LogStream,
+    PortMapping,
+)
 from sheep_runtime.ops.events import EventFilter
+from sheep_runtime.ops.exec import exec_spec
 from sheep_runtime.ops.networks import NetworkSpec
 from sheep_runtime.ops.specs import (
     AttachSpec,
@@ -24,6 +36,7 @@ from sheep_runtime.ops.specs import (
     stop_signal,
     stop_timeout,
 )
+from sheep_runtime.ops.stats import ContainerStatsView
 from sheep_runtime.ops.views import AttachmentView, ContainerView, NetworkView
 
 _STATE = {
@@ -62,14 +75,15 @@ def port_to_pb(p: PortMapping) -> pb.PortMapping:
 
 
 def attach_spec_from_pb(*, network: str, ip: str, ports: list[pb.PortMapping],
-                        interface_name: str, aliases: list[str]) -> AttachSpec:
+                        interface_name: str, aliases: list[str], ip6: str = "") -> AttachSpec:
     return attach_spec(network=network, ip=ip, ports=[port_from_pb(p) for p in ports],
-                       interface_name=interface_name, aliases=aliases)
+                       interface_name=interface_name, aliases=aliases, ip6=ip6)
 
 
 def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
     nets = [attach_spec_from_pb(network=n.network, ip=n.ip, ports=list(n.ports),
-                                interface_name=n.interface_name, aliases=list(n.aliases))
+                                interface_name=n.interface_name, aliases=list(n.aliases),
+                                ip6=n.ip6)
             for n in r.networks]
     if r.auto_remove and r.restart_policy.name not in ("", "no"):
         raise InvalidArgument("auto_remove cannot be combined with a restart policy",
@@ -85,6 +99,70 @@ def container_spec_from_pb(r: pb.CreateContainerRequest) -> ContainerSpec:
                          pids_limit=r.resources.pids_limit),
         log=log_config(max_bytes=r.log.max_bytes, max_files=r.log.max_files),
         auto_remove=r.auto_remove)
+
+
+def exec_spec_from_pb(r: pb.ExecRequest) -> ExecSpec:
+    return exec_spec(command=list(r.command), env=dict(r.env), working_dir=r.working_dir,
+                     timeout_seconds=r.timeout_seconds, max_output_bytes=r.max_output_bytes)
+
+
+def exec_result_to_pb(r: ExecResult) -> pb.ExecResponse:
+    return pb.ExecResponse(exit_code=r.exit_code, stdout=r.stdout, stderr=r.stderr,
+                           stdout_truncated=r.stdout_truncated,
+                           stderr_truncated=r.stderr_truncated, timed_out=r.timed_out)
+
+
+_LOG_STREAMS: dict[pb.LogEntry.Stream, LogStream] = {pb.LogEntry.STDOUT: "stdout",
+                                                     pb.LogEntry.STDERR: "stderr"}
+_LOG_STREAMS_PB = {name: number for number, name in _LOG_STREAMS.items()}
+
+
+def _time_ns(r: pb.LogsRequest, name: str) -> int:
+    """A request's timestamp field in Unix ns; 0 if unset."""
+    if not r.HasField(name):
+        return 0
+    ts: Timestamp = getattr(r, name)
+    if not (0 <= ts.seconds <= _MAX_TIMESTAMP_SECONDS and 0 <= ts.nanos < 10**9):
+        raise InvalidArgument(f"{name} is out of range: give a time after 1970-01-01",
+                              field=name)
+    return ts.seconds * 10**9 + ts.nanos
+
+
+def log_query_from_pb(r: pb.LogsRequest) -> LogQuery:
+    """What a Logs request asks for; an unknown stream is InvalidArgument (a negative
+    tail is, in ops)."""
+    if any(s not in _LOG_STREAMS for s in r.streams):
+        raise InvalidArgument("streams must be STDOUT or STDERR", field="streams")
+    streams = frozenset(_LOG_STREAMS[s] for s in r.streams) or LogQuery.streams
+    return LogQuery(follow=r.follow, tail=r.tail if r.HasField("tail") else None,
+                    since_ns=_time_ns(r, "since"), until_ns=_time_ns(r, "until"),
+                    streams=streams)
+
+
+def log_entry_to_pb(r: LogRecord) -> pb.LogEntry:
+    seconds, nanos = divmod(r.time_ns, 10**9)
+    return pb.LogEntry(stream=_LOG_STREAMS_PB[r.stream],
+                       time=Timestamp(seconds=seconds, nanos=nanos), data=r.data,
+                       partial=r.partial)
+
+
+def stats_to_pb(v: ContainerStatsView) -> pb.ContainerStats:
+    interfaces = [pb.InterfaceStats(
+        interface_name=i.interface_name, network=i.network_name,
+        rx_bytes=i.counters.rx_bytes, rx_packets=i.counters.rx_packets,
+        rx_errors=i.counters.rx_errors, rx_dropped=i.counters.rx_dropped,
+        tx_bytes=i.counters.tx_bytes, tx_packets=i.counters.tx_packets,
+        tx_errors=i.counters.tx_errors, tx_dropped=i.counters.tx_dropped)
+        for i in v.interfaces]
+    out = pb.ContainerStats(container_id=v.container.id, name=v.container.name,
+                            time=timestamp(v.time), interfaces=interfaces)
+    if v.cgroup is not None:
+        g = v.cgroup
+        out.cgroup_readable = True
+        out.cpu_usage_ns, out.memory_usage_bytes = g.cpu_usage_ns, g.memory_usage_bytes
+        out.memory_limit_bytes, out.pids_current = g.memory_limit_bytes, g.pids_current
+        out.pids_limit = g.pids_limit
+    return out
 
 
 def image_to_pb(i: Image) -> pb.Image:
@@ -126,7 +204,8 @@ def network_spec_from_pb(r: pb.CreateNetworkRequest) -> NetworkSpec:
     return NetworkSpec(name=r.name, subnet=r.subnet, gateway=r.gateway, bridge=r.bridge,
                        mtu=r.mtu, internal=r.internal,
                        icc=r.icc if r.HasField("icc") else True,
-                       dns=r.dns if r.HasField("dns") else True)
+                       dns=r.dns if r.HasField("dns") else True, subnet6=r.subnet6,
+                       gateway6=r.gateway6)
 
 
 def attachment_to_pb(v: AttachmentView) -> pb.NetworkAttachment:
@@ -136,7 +215,10 @@ def attachment_to_pb(v: AttachmentView) -> pb.NetworkAttachment:
         ip_address=str(a.address.ip), prefix_length=a.address.network.prefixlen,
         gateway=str(a.gateway), mac_address=a.mac, host_interface=a.host_interface,
         link_state=v.link_state.value, ports=[port_to_pb(p) for p in a.ports],
-        container_id=a.container_id, aliases=list(a.aliases))
+        container_id=a.container_id, aliases=list(a.aliases),
+        ip6_address=str(a.address6.ip) if a.address6 else "",
+        prefix6_length=a.address6.network.prefixlen if a.address6 else 0,
+        gateway6=str(a.gateway6) if a.gateway6 else "")
 
 
 def container_to_pb(v: ContainerView) -> pb.Container:
@@ -170,7 +252,9 @@ def network_to_pb(v: NetworkView) -> pb.Network:
         id=n.id, name=n.name, bridge=n.bridge, subnet=str(n.subnet), gateway=str(n.gateway),
         mtu=n.mtu, internal=n.internal, icc=n.icc, leases_allocated=v.leases_allocated,
         leases_capacity=v.leases_capacity, created_at=timestamp(n.created_at),
-        containers=list(v.containers), dns=n.dns)
+        containers=list(v.containers), dns=n.dns,
+        subnet6=str(n.subnet6) if n.subnet6 else "",
+        gateway6=str(n.gateway6) if n.gateway6 else "", leases6_allocated=v.leases6_allocated)
 
 
 def event_to_pb(e: Event) -> pb.Event:

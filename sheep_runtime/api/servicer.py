@@ -10,7 +10,7 @@ import functools
 import logging
 import os
 import platform
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -21,7 +21,6 @@ from sheep_runtime.api.status import status_code
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.api.v1 import runtime_pb2_grpc as pb_grpc
 from sheep_runtime.errors import SheepError
-from sheep_runtime.model import Event
 from sheep_runtime.ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,6 +78,9 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self._containers = runtime.containers
         self._networks = runtime.networks
         self._images = runtime.images
+        self._exec = runtime.exec
+        self._stats = runtime.stats
+        self._logs = runtime.logs
         self._events = runtime.events
         self._backends = dict(backends or {})
         self._closing = asyncio.Event()
@@ -127,6 +129,17 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
             exit_code=c.exit_code if c.exit_code is not None else -1, container=view)
 
     @mapped
+    async def Exec(self, request: pb.ExecRequest,
+                   context: grpc.aio.ServicerContext) -> pb.ExecResponse:
+        spec = convert.exec_spec_from_pb(request)
+        return convert.exec_result_to_pb(await self._exec.run(request.id, spec))
+
+    @mapped
+    async def Stats(self, request: pb.StatsRequest,
+                    context: grpc.aio.ServicerContext) -> pb.ContainerStats:
+        return convert.stats_to_pb(await self._stats.read(request.id))
+
+    @mapped
     async def RemoveContainer(self, request: pb.RemoveContainerRequest,
                               context: grpc.aio.ServicerContext
                               ) -> pb.RemoveContainerResponse:
@@ -152,7 +165,7 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         spec = convert.attach_spec_from_pb(network=request.network, ip=request.ip,
                                            ports=list(request.ports),
                                            interface_name=request.interface_name,
-                                           aliases=list(request.aliases))
+                                           aliases=list(request.aliases), ip6=request.ip6)
         view = await self._containers.attach(request.container_id, spec)
         return convert.attachment_to_pb(view)
 
@@ -185,15 +198,14 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         net = await self._networks.remove(request.id)
         return pb.RemoveNetworkResponse(id=net.id)
 
-    @mapped_stream
-    async def WatchEvents(self, request: pb.WatchEventsRequest,
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Event]:
-        flt, since = convert.event_filter_from_pb(request, resolve=self._containers.resolve)
-        stream = self._events.subscribe(flt, since=since)
+    async def _until_closing(self, stream: AsyncIterator[R],
+                             context: grpc.aio.ServicerContext) -> AsyncIterator[R]:
+        """`stream`'s items until it ends, or UNAVAILABLE once the daemon is stopping
+        (`close_streams` waits for that)."""
         closing = asyncio.ensure_future(self._closing.wait())
         self._streams += 1
         self._no_streams.clear()
-        nxt: asyncio.Future[Event] | None = None
+        nxt: asyncio.Future[R] | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(anext(stream))
@@ -203,17 +215,37 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
                     await context.abort(grpc.StatusCode.UNAVAILABLE,
                                         "sheepd is shutting down; reconnect and resume "
                                         "with `since`")
-                yield convert.event_to_pb(nxt.result())
+                try:
+                    item = nxt.result()
+                except StopAsyncIteration:
+                    return
+                yield item
         finally:
             closing.cancel()
             if nxt is not None and not nxt.done():  # the client went away meanwhile
                 nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await nxt
-            await stream.aclose()
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
             self._streams -= 1
             if not self._streams:
                 self._no_streams.set()
+
+    @mapped_stream
+    async def WatchEvents(self, request: pb.WatchEventsRequest,
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Event]:
+        flt, since = convert.event_filter_from_pb(request, resolve=self._containers.resolve)
+        async for event in self._until_closing(self._events.subscribe(flt, since=since),
+                                               context):
+            yield convert.event_to_pb(event)
+
+    @mapped_stream
+    async def Logs(self, request: pb.LogsRequest,
+                   context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogEntry]:
+        records = self._logs.stream(request.id, convert.log_query_from_pb(request))
+        async for record in self._until_closing(records, context):
+            yield convert.log_entry_to_pb(record)
 
     @mapped
     async def ImportImage(self, request: pb.ImportImageRequest,

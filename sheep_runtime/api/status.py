@@ -12,6 +12,7 @@ STATUS_OF: tuple[tuple[type[errors.SheepError], grpc.StatusCode], ...] = (
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.KernelError, grpc.StatusCode.INTERNAL),
     (errors.StoreError, grpc.StatusCode.INTERNAL),
 )

@@ -28,7 +28,7 @@ from sheep_runtime.cluster.model import (
     parse_key,
     vtep_mac,
 )
-from sheep_runtime.errors import FailedPrecondition, ResourceExhausted, SheepError
+from sheep_runtime.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from sheep_runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class DataPlane(Protocol):
     async def reconcile(self, peers: Sequence[Peer]) -> int: ...
 
 
-class EtcdUnavailable(SheepError):
+class EtcdUnavailable(Unavailable):
     """etcd did not answer."""
 
 

@@ -56,13 +56,17 @@ def add_result(r: CniResult, *, version: str, prev: Json | None = None) -> Json:
     index = len(interfaces) + 1
     ips.append(_ip({"address": str(r.address), "gateway": str(r.gateway),
                     "interface": index}, version))
-    default = {"dst": "0.0.0.0/0", "gw": str(r.gateway)}
+    defaults = [{"dst": "0.0.0.0/0", "gw": str(r.gateway)}]
+    if r.address6 is not None and r.gateway6 is not None:
+        ips.append(_ip({"address": str(r.address6), "gateway": str(r.gateway6),
+                        "interface": index}, version))
+        defaults.append({"dst": "::/0", "gw": str(r.gateway6)})
     dns = prev.get("dns")
     return {
         "cniVersion": version,
         "interfaces": interfaces + _interfaces(r, version),
         "ips": ips,
-        "routes": routes if default in routes else [*routes, default],
+        "routes": [*routes, *(d for d in defaults if d not in routes)],
         "dns": dns if isinstance(dns, dict) else {},
     }
 

@@ -3,10 +3,10 @@
 Pure and I/O free: building blocks of requests (`attr`, `nest`, `message`, ...), the
 walk over the messages of a datagram (`headers`) and over the attributes of a message
 or a nest (`attributes`), NLMSG_ERROR decoding with the kernel's extack text, and the
-decoders of links (`model.Link`), IPv4 addresses and IPv4 routes. Everything is done
-with `struct` on the receive buffer: pyroute2's generic parser costs ~15x more per
-message (bench/bench_monitor.py). Constants are the kernel's (linux/netlink.h,
-rtnetlink.h, if_link.h, if_addr.h, neighbour.h).
+decoders of links (`model.Link`, their IFLA_STATS64 counters), IPv4 addresses and
+IPv4 routes. Everything is done with `struct` on the receive buffer: pyroute2's
+generic parser costs ~15x more per message (bench/bench_monitor.py). Constants are
+the kernel's (linux/netlink.h, rtnetlink.h, if_link.h, if_addr.h, neighbour.h).
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ import socket
 import struct
 import sys
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
-from sheep_runtime.model import Link
+from sheep_runtime.model import InterfaceCounters, Link
 
 Buffer = bytes | bytearray | memoryview
 Header = tuple[int, int, int, int, int]
@@ -42,6 +49,7 @@ RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR = 1, 5
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_EXT_MASK = 16, 18, 26, 28, 29
 IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES, IFLA_NEW_NETNSID, IFLA_NEW_IFINDEX = 31, 32, 45, 49
+IFLA_STATS64 = 23
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
@@ -59,6 +67,10 @@ IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst/src len, tos, table, proto, scope, type, flags
 NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 _U32, _I32 = struct.Struct("=I"), struct.Struct("=i")
+# The first eight u64 of struct rtnl_link_stats64 (if_link.h): rx/tx packets, rx/tx
+# bytes, rx/tx errors, rx/tx dropped; the kernel appends fields, never reorders them.
+LINK_STATS64 = struct.Struct("=8Q")
+_STATS_ATTRS = frozenset({IFLA_STATS64})
 _LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE,
                          IFLA_LINKINFO, IFLA_NEW_NETNSID, IFLA_NEW_IFINDEX})
 _KIND_ATTR = frozenset({IFLA_INFO_KIND})
@@ -180,6 +192,21 @@ def decode_link(buf: Buffer, offset: int, end: int) -> tuple[Link, bool] | None:
     return link, IFLA_NEW_NETNSID in a or IFLA_NEW_IFINDEX in a
 
 
+def decode_link_stats(buf: Buffer, offset: int, end: int) -> InterfaceCounters | None:
+    """The IFLA_STATS64 counters of an RTM_NEWLINK payload; None if it has none (a
+    request with RTEXT_FILTER_SKIP_STATS, or an AF_BRIDGE message)."""
+    if end - offset < IFINFOMSG.size or buf[offset] != socket.AF_UNSPEC:
+        return None
+    raw = attributes(buf, offset + IFINFOMSG.size, end, wanted=_STATS_ATTRS).get(IFLA_STATS64)
+    if raw is None or len(raw) < LINK_STATS64.size:
+        return None
+    rx_packets, tx_packets, rx_bytes, tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped = (
+        LINK_STATS64.unpack_from(raw))
+    return InterfaceCounters(
+        rx_bytes=rx_bytes, rx_packets=rx_packets, rx_errors=rx_errors, rx_dropped=rx_dropped,
+        tx_bytes=tx_bytes, tx_packets=tx_packets, tx_errors=tx_errors, tx_dropped=tx_dropped)
+
+
 def decode_address(buf: Buffer, offset: int, end: int) -> tuple[int, IPv4Interface] | None:
     """(ifindex, address with prefix) of an RTM_NEWADDR/RTM_DELADDR payload; None if
     it is not IPv4."""
@@ -194,17 +221,33 @@ def decode_address(buf: Buffer, offset: int, end: int) -> tuple[int, IPv4Interfa
     return index, IPv4Interface((int.from_bytes(raw, "big"), prefixlen))
 
 
+def decode_address6(buf: Buffer, offset: int, end: int) -> tuple[int, IPv6Interface] | None:
+    """(ifindex, address with prefix) of an IPv6 RTM_NEWADDR payload; None otherwise."""
+    if end - offset < IFADDRMSG.size:
+        return None
+    family, prefixlen, _, _, index = IFADDRMSG.unpack_from(buf, offset)
+    a = attributes(buf, offset + IFADDRMSG.size, end)
+    raw = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
+    if family != socket.AF_INET6 or raw is None or len(raw) != 16:
+        return None
+    return index, IPv6Interface((int.from_bytes(raw, "big"), prefixlen))
+
+
 def decode_neighbour(buf: Buffer, offset: int, end: int
-                     ) -> tuple[int, IPv4Address, bool] | None:
-    """(ifindex, address, permanent) of an IPv4 RTM_NEWNEIGH payload; None for other
-    families (and for bridge fdb entries, which are AF_BRIDGE)."""
+                     ) -> tuple[int, IPv4Address | IPv6Address, bool] | None:
+    """(ifindex, address, permanent) of an IPv4 or IPv6 RTM_NEWNEIGH payload; None
+    for other families (bridge fdb entries are AF_BRIDGE)."""
     if end - offset < NDMSG.size:
         return None
     family, index, state, _, _ = NDMSG.unpack_from(buf, offset)
     dst = attributes(buf, offset + NDMSG.size, end).get(NDA_DST)
-    if family != socket.AF_INET or dst is None or len(dst) != 4:
+    if dst is None:
         return None
-    return index, IPv4Address(bytes(dst)), bool(state & NUD_PERMANENT)
+    if family == socket.AF_INET and len(dst) == 4:
+        return index, IPv4Address(bytes(dst)), bool(state & NUD_PERMANENT)
+    if family == socket.AF_INET6 and len(dst) == 16:
+        return index, IPv6Address(bytes(dst)), bool(state & NUD_PERMANENT)
+    return None
 
 
 def decode_route(buf: Buffer, offset: int, end: int
@@ -227,6 +270,23 @@ def decode_route(buf: Buffer, offset: int, end: int
     packed = int.from_bytes(dst, "big") if dst is not None and len(dst) == 4 else 0
     return (IPv4Network((packed, dst_len), strict=False),
             IPv4Address(bytes(gateway)) if gateway is not None and len(gateway) == 4 else None)
+
+
+def decode_route6(buf: Buffer, offset: int, end: int) -> IPv6Network | None:
+    """The destination of an IPv6 unicast route outside the `local` table."""
+    if end - offset < RTMSG.size:
+        return None
+    family, dst_len, _, _, table, _, _, kind, _ = RTMSG.unpack_from(buf, offset)
+    if family != socket.AF_INET6 or kind != RTN_UNICAST:
+        return None
+    a = attributes(buf, offset + RTMSG.size, end, wanted=_ROUTE_ATTRS)
+    if RTA_TABLE in a:
+        table = number(a[RTA_TABLE])
+    if table == RT_TABLE_LOCAL:
+        return None
+    dst = a.get(RTA_DST)
+    packed = int.from_bytes(dst, "big") if dst is not None and len(dst) == 16 else 0
+    return IPv6Network((packed, dst_len), strict=False)
 
 
 def ifindex_of(reply: Buffer) -> int:

@@ -13,11 +13,11 @@ import errno
 import os
 import threading
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import TypeVar
 
-from sheep_runtime.model import InterfaceState
+from sheep_runtime.model import InterfaceCounters, InterfaceState
 from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink import messages as m
 from sheep_runtime.netlink.errors import LinkError, namespace_error
@@ -32,9 +32,11 @@ _DEFAULT = IPv4Network("0.0.0.0/0")
 
 
 def configure(sock: RawRoute, *, ifname: str, address: IPv4Interface, mtu: int | None,
-              loopback: bool, neighbours: Sequence[tuple[IPv4Address, str]]) -> None:
-    """One batch: no IPv6 link-local, `address`, up (with `mtu`), lo up if `loopback`,
-    then the permanent `neighbours` (address, mac) on `ifname`."""
+              loopback: bool, neighbours: Sequence[tuple[IPv4Address | IPv6Address, str]],
+              address6: IPv6Interface | None = None) -> None:
+    """One batch: no IPv6 link-local, `address` (and `address6`, no DAD), up (with
+    `mtu`), lo up if `loopback`, then the permanent `neighbours` (address, mac) on
+    `ifname`."""
     what = f"configure {ifname} with {address}"
     index = sock.ifindex(ifname, what)
     # addr_gen_mode none goes in its own message while the link is still down. Sent in
@@ -44,8 +46,11 @@ def configure(sock: RawRoute, *, ifname: str, address: IPv4Interface, mtu: int |
         Request(m.no_ipv6_link_local(index), f"{what}: disable IPv6 link-local"),
         Request(m.new_addr(index, address.ip, address.network.prefixlen),
                 f"{what}: add address", ok=(errno.EEXIST,)),
-        Request(m.set_link(index, up=True, mtu=mtu), f"{what}: set up"),
     ]
+    if address6 is not None:
+        requests.append(Request(m.new_addr(index, address6.ip, address6.network.prefixlen),
+                                f"{what}: add address {address6}", ok=(errno.EEXIST,)))
+    requests.append(Request(m.set_link(index, up=True, mtu=mtu), f"{what}: set up"))
     if loopback:
         requests.append(Request(_LO_UP, "bring up lo"))
     # after the link is up: taking a link down drops its permanent neighbours
@@ -54,8 +59,10 @@ def configure(sock: RawRoute, *, ifname: str, address: IPv4Interface, mtu: int |
     sock.batch(requests)
 
 
-def default_route(sock: RawRoute, *, gateway: IPv4Address, ifname: str | None) -> None:
-    """Replace the IPv4 default route: via `gateway` (out of `ifname` if given)."""
+def default_route(sock: RawRoute, *, gateway: IPv4Address | IPv6Address,
+                  ifname: str | None) -> None:
+    """Replace the default route of `gateway`'s family: via `gateway` (out of `ifname`
+    if given)."""
     what = f"add default route via {gateway}"
     oif = None if ifname is None else sock.ifindex(ifname, what)
     sock.request(m.default_route(gateway, oif), what)
@@ -72,6 +79,24 @@ def read(sock: RawRoute, ifname: str) -> InterfaceState | None:
     gateway = next((via for dst, via in routes if dst == _DEFAULT and via is not None), None)
     return InterfaceState(link=link, addresses=tuple(addresses(sock, link.index, what)),
                           default_gateway=gateway)
+
+
+def counters(sock: RawRoute, ifname: str) -> InterfaceCounters | None:
+    """`ifname`'s IFLA_STATS64 counters (an RTM_GETLINK without the skip-stats filter
+    the other lookups send); None if there is no such interface."""
+    what = f"read counters of {ifname}"
+    request = c.message(c.RTM_GETLINK, c.NLM_F_REQUEST | c.NLM_F_ACK,
+                        m.ifinfo() + c.string(c.IFLA_IFNAME, ifname))
+    try:
+        replies = sock.request(request, what)
+    except LinkError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+    for reply in replies:
+        if (found := c.decode_link_stats(reply, c.NLMSGHDR.size, len(reply))) is not None:
+            return found
+    return None
 
 
 class ContainerNetns:
@@ -111,25 +136,34 @@ class ContainerNetns:
 
     async def configure_interface(
         self, *, ifname: str, address: IPv4Interface, mtu: int | None = None,
-        loopback: bool = False, neighbours: Sequence[tuple[IPv4Address, str]] = (),
+        loopback: bool = False,
+        neighbours: Sequence[tuple[IPv4Address | IPv6Address, str]] = (),
+        address6: IPv6Interface | None = None,
     ) -> None:
         """Put `address` (with its prefix) on `ifname` and bring it up without an IPv6
         link-local address. Idempotent: an address already present is fine. In the same
         round trip, `loopback` also brings lo up and each (address, mac) of `neighbours`
         becomes a permanent neighbour on `ifname`: no ARP, and no slot in the host-wide
-        table of ~1024 dynamic entries."""
+        table of ~1024 dynamic entries. `address6` is usable at once (no DAD)."""
         await self._run(lambda sock: configure(sock, ifname=ifname, address=address, mtu=mtu,
-                                               loopback=loopback, neighbours=neighbours))
+                                               loopback=loopback, neighbours=neighbours,
+                                               address6=address6))
 
-    async def add_default_route(self, *, gateway: IPv4Address, ifname: str | None = None
-                                ) -> None:
-        """Set the IPv4 default route via `gateway` (replacing any previous one)."""
+    async def add_default_route(self, *, gateway: IPv4Address | IPv6Address,
+                                ifname: str | None = None) -> None:
+        """Set the default route of `gateway`'s family via `gateway` (replacing any
+        previous one)."""
         await self._run(lambda sock: default_route(sock, gateway=gateway, ifname=ifname))
 
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         """`ifname`'s link and IPv4 addresses, and the netns' default gateway (the first
         default route with one); None if there is no such interface."""
         return await self._run(lambda sock: read(sock, ifname))
+
+    async def interface_counters(self, ifname: str) -> InterfaceCounters | None:
+        """`ifname`'s link statistics as the kernel counts them on this side (rx is
+        what the container received); None if there is no such interface."""
+        return await self._run(lambda sock: counters(sock, ifname))
 
 
 def open_container_netns(netns: Path, workers: NetlinkWorkers) -> ContainerNetns:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import errno
 import os
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+import socket
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 
 from sheep_runtime.model import Link
@@ -47,6 +55,12 @@ def addresses(sock: RawRoute, index: int, what: str) -> list[IPv4Interface]:
     return [address for owner, address in found if owner == index]
 
 
+def addresses6(sock: RawRoute, index: int, what: str) -> list[IPv6Interface]:
+    """The IPv6 addresses of the link `index`."""
+    found = sock.dump(m.dump_addrs(socket.AF_INET6), what, c.decode_address6)
+    return [address for owner, address in found if owner == index]
+
+
 def has_address(sock: RawRoute, ifname: str, address: IPv4Interface) -> bool:
     """True if the link `ifname` exists and holds `address` (with its prefix)."""
     what = f"list addresses of {ifname}"
@@ -59,11 +73,12 @@ def has_address(sock: RawRoute, ifname: str, address: IPv4Interface) -> bool:
     return address in addresses(sock, index, what)
 
 
-def bridge_neighbours(sock: RawRoute, bridge_index: int) -> list[IPv4Address]:
-    """The permanent IPv4 neighbours of the bridge `bridge_index` (ours: one per
-    attached container address)."""
-    found = sock.dump(m.dump_neighbours(bridge_index), "list bridge neighbours",
-                      c.decode_neighbour)
+def bridge_neighbours(sock: RawRoute, bridge_index: int) -> list[IPv4Address | IPv6Address]:
+    """The permanent IPv4 and IPv6 neighbours of the bridge `bridge_index` (ours: one
+    per attached container address)."""
+    found = [n for af in (socket.AF_INET, socket.AF_INET6)
+             for n in sock.dump(m.dump_neighbours(bridge_index, af),
+                                "list bridge neighbours", c.decode_neighbour)]
     return [address for index, address, permanent in found
             if index == bridge_index and permanent]
 
@@ -73,9 +88,14 @@ def route_destinations(sock: RawRoute) -> list[IPv4Network]:
     return [dst for dst, _ in sock.dump(m.dump_routes(), "list routes", c.decode_route)]
 
 
+def route_destinations6(sock: RawRoute) -> list[IPv6Network]:
+    """Destinations of the IPv6 unicast routes of every table but `local`."""
+    return sock.dump(m.dump_routes(socket.AF_INET6), "list IPv6 routes", c.decode_route6)
+
+
 def ensure_bridge(sock: RawRoute, *, name: str, mac: str, gateway: IPv4Interface,
-                  mtu: int) -> int:
-    """Converge the bridge `name` (MAC, MTU, gateway address, up); return its index.
+                  mtu: int, gateway6: IPv6Interface | None = None) -> int:
+    """Converge the bridge `name` (MAC, MTU, gateway addresses, up); return its index.
     An EEXIST from a concurrent creation is answered by re-reading."""
     what = f"ensure bridge {name}"
     link = get_link(sock, name)
@@ -93,6 +113,9 @@ def ensure_bridge(sock: RawRoute, *, name: str, mac: str, gateway: IPv4Interface
     if gateway not in addresses(sock, link.index, f"{what}: list addresses"):
         sock.request(m.new_addr(link.index, gateway.ip, gateway.network.prefixlen),
                      f"{what}: add address {gateway}", ok=(errno.EEXIST,))
+    if gateway6 is not None and gateway6 not in addresses6(sock, link.index, what):
+        sock.request(m.new_addr(link.index, gateway6.ip, gateway6.network.prefixlen),
+                     f"{what}: add address {gateway6}", ok=(errno.EEXIST,))
     new_mtu = mtu if link.mtu != mtu else None
     new_mac = mac if (link.mac or "").lower() != mac.lower() else None
     up = None if link.up else True
@@ -137,7 +160,8 @@ def set_port(sock: RawRoute, ifname: str, *, master: int) -> int:
 
 
 def add_bridge_entries(sock: RawRoute, *, port_index: int, bridge_index: int, mac: str,
-                       address: IPv4Address, hairpin: bool, isolated: bool) -> None:
+                       address: IPv4Address, hairpin: bool, isolated: bool,
+                       address6: IPv6Address | None = None) -> None:
     """One batch: PROXYARP (+ no IPv6 link-local on the host end), static fdb entry
     for `mac` on the port, permanent neighbour `address` -> `mac` on the bridge.
 
@@ -145,15 +169,21 @@ def add_bridge_entries(sock: RawRoute, *, port_index: int, bridge_index: int, ma
     addrconf has not run yet and addr_gen_mode none still takes effect here.
     """
     what = f"add bridge entries for {address} ({mac}) on port {port_index}"
-    sock.batch((
-        Request(m.port_settings(port_index, hairpin=hairpin, isolated=isolated),
-                f"{what}: port flags"),
+    requests = [
+        # PROXYARP stops the multicast of IPv6 neighbour discovery at the port too
+        Request(m.port_settings(port_index, hairpin=hairpin, isolated=isolated,
+                                proxyarp=address6 is None), f"{what}: port flags"),
         Request(m.static_fdb(port_index, mac), f"{what}: fdb entry"),
         Request(m.neighbour(bridge_index, address, mac), f"{what}: bridge neighbour"),
-    ))
+    ]
+    if address6 is not None:
+        requests.append(Request(m.neighbour(bridge_index, address6, mac),
+                                f"{what}: bridge neighbour {address6}"))
+    sock.batch(requests)
 
 
-def remove_bridge_entries(sock: RawRoute, *, bridge_index: int, address: IPv4Address) -> bool:
+def remove_bridge_entries(sock: RawRoute, *, bridge_index: int,
+                          address: IPv4Address | IPv6Address) -> bool:
     """Delete the bridge's neighbour entry for `address` (the fdb entry goes with the
     port). False if there was none."""
     try:

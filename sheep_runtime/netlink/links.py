@@ -3,7 +3,14 @@ bridge ports, routes and sysctls."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 
 from sheep_runtime.model import Link
@@ -52,14 +59,19 @@ class LinkManager:
         `local` (which holds only the host's own addresses); default: 0.0.0.0/0."""
         return await self._fast.run(host_side.route_destinations)
 
-    async def ensure_bridge(self, *, name: str, mac: str, gateway: IPv4Interface, mtu: int) -> int:
-        """Converge the bridge `name` (MAC, MTU, gateway address, up); return its index.
+    async def route_destinations6(self) -> list[IPv6Network]:
+        """Destinations of the IPv6 unicast routes of every table except `local`."""
+        return await self._fast.run(host_side.route_destinations6)
+
+    async def ensure_bridge(self, *, name: str, mac: str, gateway: IPv4Interface, mtu: int,
+                            gateway6: IPv6Interface | None = None) -> int:
+        """Converge the bridge `name` (MAC, MTU, gateway addresses, up); return its index.
 
         Idempotent and safe to race with itself. A non-bridge link with that name is
         an error (EEXIST).
         """
         return await self._fast.run(lambda sock: host_side.ensure_bridge(
-            sock, name=name, mac=mac, gateway=gateway, mtu=mtu))
+            sock, name=name, mac=mac, gateway=gateway, mtu=mtu, gateway6=gateway6))
 
     async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int, netns: Path,
                           peer_ifname: str, peer_mac: str) -> int:
@@ -75,12 +87,13 @@ class LinkManager:
 
     async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
                                  address: IPv4Address, hairpin: bool = False,
-                                 isolated: bool = False) -> None:
+                                 isolated: bool = False,
+                                 address6: IPv6Address | None = None) -> None:
         """Make a container on `port_index` reachable without ARP floods, in one batch:
         the port's PROXYARP flag (the bridge answers ARP from its neighbour table and
         floods nothing to the port) and no IPv6 link-local on the host end, a static
-        fdb entry for the container `mac`, and a permanent neighbour `address` ->
-        `mac` on the bridge. Idempotent (replace). Call it before the container end
+        fdb entry for the container `mac`, and permanent neighbours `address` (and
+        `address6`) -> `mac` on the bridge. Idempotent (replace). Call it before the container end
         comes up. The fdb entry goes with the port; `remove_bridge_entries` removes
         the neighbour. `hairpin` and `isolated` are the port's other two flags.
 
@@ -89,16 +102,16 @@ class LinkManager:
         """
         await self._fast.run(lambda sock: host_side.add_bridge_entries(
             sock, port_index=port_index, bridge_index=bridge_index, mac=mac,
-            address=address, hairpin=hairpin, isolated=isolated))
+            address=address, hairpin=hairpin, isolated=isolated, address6=address6))
 
-    async def remove_bridge_entries(self, *, bridge_index: int, address: IPv4Address
-                                    ) -> bool:
+    async def remove_bridge_entries(self, *, bridge_index: int,
+                                    address: IPv4Address | IPv6Address) -> bool:
         """Remove the bridge's neighbour entry for `address`; False if there was none."""
         return await self._fast.run(lambda sock: host_side.remove_bridge_entries(
             sock, bridge_index=bridge_index, address=address))
 
-    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address]:
-        """The permanent IPv4 neighbours of the bridge `bridge_index`."""
+    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address | IPv6Address]:
+        """The permanent IPv4 and IPv6 neighbours of the bridge `bridge_index`."""
         return await self._fast.run(lambda sock: host_side.bridge_neighbours(sock, bridge_index))
 
     async def set_port(self, ifname: str, *, master: int) -> int:

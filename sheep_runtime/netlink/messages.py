@@ -7,7 +7,7 @@ the real one when it sends.
 from __future__ import annotations
 
 import socket
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink.codec import attr, message, nest, string, u8, u32
@@ -17,6 +17,13 @@ IFLA_BRPORT_MODE, IFLA_BRPORT_PROXYARP, IFLA_BRPORT_ISOLATED = 4, 10, 33
 IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 NTF_MASTER = 0x04
+IFA_F_NODAD = 0x02
+
+IPAddress = IPv4Address | IPv6Address
+
+
+def family(address: IPAddress) -> int:
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
 
 _ACK = c.NLM_F_REQUEST | c.NLM_F_ACK
 _CREATE = _ACK | c.NLM_F_CREATE
@@ -83,11 +90,13 @@ def set_link(index: int, *, up: bool | None = None, mtu: int | None = None,
     return message(c.RTM_NEWLINK, _ACK, body)
 
 
-def port_settings(index: int, *, hairpin: bool, isolated: bool) -> bytes:
-    """Bridge-port flags of an enslaved link (IFLA_INFO_SLAVE_DATA): PROXYARP on (the
-    bridge answers ARP from its neighbour table and floods nothing to the port), the
-    two others as given; and addr_gen_mode none, so it never gets an IPv6 link-local."""
-    flags = (u8(IFLA_BRPORT_PROXYARP, 1) + u8(IFLA_BRPORT_MODE, int(hairpin))
+def port_settings(index: int, *, hairpin: bool, isolated: bool, proxyarp: bool = True
+                  ) -> bytes:
+    """Bridge-port flags of an enslaved link (IFLA_INFO_SLAVE_DATA): PROXYARP (the
+    bridge answers ARP from its neighbour table and floods nothing to the port, not
+    even IPv6 neighbour solicitations: off on dual-stack networks), the two others as
+    given; and addr_gen_mode none, so it never gets an IPv6 link-local."""
+    flags = (u8(IFLA_BRPORT_PROXYARP, int(proxyarp)) + u8(IFLA_BRPORT_MODE, int(hairpin))
              + u8(IFLA_BRPORT_ISOLATED, int(isolated)))
     body = (ifinfo(index) + nest(c.IFLA_LINKINFO, _BRIDGE_SLAVE_KIND,
                                  nest(c.IFLA_INFO_SLAVE_DATA, flags)) + _NO_IPV6_LINK_LOCAL)
@@ -109,10 +118,12 @@ def get_link(ifname: str) -> bytes:
     return message(c.RTM_GETLINK, _ACK, ifinfo() + string(c.IFLA_IFNAME, ifname) + _SKIP_STATS)
 
 
-def new_addr(index: int, address: IPv4Address, prefixlen: int) -> bytes:
-    """Add an IPv4 address (IFA_LOCAL and IFA_ADDRESS, as `ip addr add` sends)."""
+def new_addr(index: int, address: IPAddress, prefixlen: int) -> bytes:
+    """Add an address (IFA_LOCAL and IFA_ADDRESS, as `ip addr add` sends); an IPv6 one
+    without duplicate address detection (usable at once, never "tentative")."""
     packed = address.packed
-    body = (c.IFADDRMSG.pack(socket.AF_INET, prefixlen, 0, c.RT_SCOPE_UNIVERSE, index)
+    flags = IFA_F_NODAD if address.version == 6 else 0
+    body = (c.IFADDRMSG.pack(family(address), prefixlen, flags, c.RT_SCOPE_UNIVERSE, index)
             + attr(c.IFA_LOCAL, packed) + attr(c.IFA_ADDRESS, packed))
     return message(c.RTM_NEWADDR, _CREATE | c.NLM_F_EXCL, body)
 
@@ -121,25 +132,27 @@ def dump_links() -> bytes:
     return message(c.RTM_GETLINK, _DUMP, ifinfo() + _SKIP_STATS)
 
 
-def dump_addrs() -> bytes:
-    """Every IPv4 address (the kernel ignores an ifindex filter in a dump)."""
-    return message(c.RTM_GETADDR, _DUMP, c.IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+def dump_addrs(af: int = socket.AF_INET) -> bytes:
+    """Every address of family `af` (the kernel ignores an ifindex filter in a dump)."""
+    return message(c.RTM_GETADDR, _DUMP, c.IFADDRMSG.pack(af, 0, 0, 0, 0))
 
 
-def dump_neighbours(index: int) -> bytes:
-    """The IPv4 neighbours of the link `index` (NDA_IFINDEX filters the dump)."""
-    return message(c.RTM_GETNEIGH, _DUMP, c.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+def dump_neighbours(index: int, af: int = socket.AF_INET) -> bytes:
+    """The neighbours of family `af` of the link `index` (NDA_IFINDEX filters the
+    dump)."""
+    return message(c.RTM_GETNEIGH, _DUMP, c.NDMSG.pack(af, 0, 0, 0, 0)
                    + c.u32(c.NDA_IFINDEX, index))
 
 
-def dump_routes() -> bytes:
-    """Every IPv4 route of every table (rtm_table 0: all of them)."""
-    return message(c.RTM_GETROUTE, _DUMP, c.RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))
+def dump_routes(af: int = socket.AF_INET) -> bytes:
+    """Every route of family `af` of every table (rtm_table 0: all of them)."""
+    return message(c.RTM_GETROUTE, _DUMP, c.RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0))
 
 
-def default_route(gateway: IPv4Address, oif: int | None) -> bytes:
-    """Replace the IPv4 default route in the main table (like `ip route replace`)."""
-    body = (c.RTMSG.pack(socket.AF_INET, 0, 0, 0, c.RT_TABLE_MAIN, c.RTPROT_BOOT,
+def default_route(gateway: IPAddress, oif: int | None) -> bytes:
+    """Replace the default route of `gateway`'s family in the main table (like `ip
+    route replace`)."""
+    body = (c.RTMSG.pack(family(gateway), 0, 0, 0, c.RT_TABLE_MAIN, c.RTPROT_BOOT,
                          c.RT_SCOPE_UNIVERSE, c.RTN_UNICAST, 0)
             + attr(c.RTA_GATEWAY, gateway.packed))
     if oif is not None:
@@ -147,16 +160,16 @@ def default_route(gateway: IPv4Address, oif: int | None) -> bytes:
     return message(c.RTM_NEWROUTE, _REPLACE, body)
 
 
-def neighbour(index: int, address: IPv4Address, mac: str) -> bytes:
-    """A permanent IPv4 neighbour entry (create or replace). Permanent entries do not
-    count against the host-wide gc_thresh3 limit; a link going down drops them."""
-    body = (c.NDMSG.pack(socket.AF_INET, index, c.NUD_PERMANENT, 0, 0)
+def neighbour(index: int, address: IPAddress, mac: str) -> bytes:
+    """A permanent neighbour entry (create or replace). Permanent entries do not count
+    against the host-wide gc_thresh3 limit; a link going down drops them."""
+    body = (c.NDMSG.pack(family(address), index, c.NUD_PERMANENT, 0, 0)
             + attr(c.NDA_DST, address.packed) + attr(c.NDA_LLADDR, mac_bytes(mac)))
     return message(c.RTM_NEWNEIGH, _REPLACE, body)
 
 
-def del_neighbour(index: int, address: IPv4Address) -> bytes:
-    body = c.NDMSG.pack(socket.AF_INET, index, 0, 0, 0) + attr(c.NDA_DST, address.packed)
+def del_neighbour(index: int, address: IPAddress) -> bytes:
+    body = c.NDMSG.pack(family(address), index, 0, 0, 0) + attr(c.NDA_DST, address.packed)
     return message(c.RTM_DELNEIGH, _ACK, body)
 
 

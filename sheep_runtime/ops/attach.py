@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sheep_runtime.errors import AlreadyExists, InvalidArgument, ResourceExhausted
+from sheep_runtime.ipam.base import OffsetPool
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Attachment, Container, Network
 from sheep_runtime.names import container_mac
@@ -26,6 +28,9 @@ from sheep_runtime.ops.ports import PortTable
 from sheep_runtime.ops.undo import Teardown, UndoStack
 
 log = logging.getLogger(__name__)
+
+
+A = TypeVar("A", IPv4Address, IPv6Address)
 
 
 class Attacher:
@@ -53,9 +58,20 @@ class Attacher:
                      else self._metrics.teardown_seconds)
         histogram.labels(net.name, phase).observe(time.perf_counter() - t0)
 
+    def _lease6(self, net: Network, plan: AttachPlan) -> IPv6Address | None:
+        """The IPv6 lease of a dual-stack network (None for IPv4 only)."""
+        pool6 = self._networks.pool6(net)
+        if pool6 is None:
+            return None
+        return self._take(net, pool6, plan.ip6, plan.preferred6)
+
     def _lease(self, net: Network, ip: IPv4Address | None,
                preferred: IPv4Address | None = None) -> IPv4Address:
-        pool = self._networks.pool(net)
+        return self._take(net, self._networks.pool(net), ip, preferred)
+
+    def _take(self, net: Network, pool: OffsetPool[A, Any], ip: A | None,
+              preferred: A | None) -> A:
+        """Lease `ip` (static), or `preferred` if free, or the next free address."""
         if ip is None and preferred is not None:
             with suppress(AlreadyExists, InvalidArgument):
                 pool.reserve(preferred)
@@ -66,7 +82,7 @@ class Attacher:
             except ResourceExhausted as e:
                 self._metrics.exhausted.labels(net.name).inc()
                 raise ResourceExhausted(
-                    f"network {net.name!r} ({net.subnet}) has no free address: "
+                    f"network {net.name!r} ({pool.subnet}) has no free address: "
                     f"{pool.allocated} of {pool.capacity} leased",
                     reason="ADDRESS_POOL_EXHAUSTED", resource_type="network",
                     resource_name=net.name) from e
@@ -94,6 +110,9 @@ class Attacher:
                 address = self._lease(net, plan.ip, plan.preferred)
                 pool = self._networks.pool(net)
                 undo.push(f"release {address}", lambda: pool.release(address))
+                address6 = self._lease6(net, plan)
+                if address6 is not None and (pool6 := self._networks.pool6(net)):
+                    undo.push(f"release {address6}", partial(pool6.release, address6))
                 self._ports.reserve(c.id, plan.ports)
                 undo.push("release ports", lambda: self._ports.release(c.id, plan.ports))
             a = Attachment(
@@ -101,16 +120,21 @@ class Attacher:
                 address=IPv4Interface(f"{address}/{net.subnet.prefixlen}"),
                 gateway=net.gateway, mac=container_mac(address),
                 host_interface=plan.host_interface, ports=plan.ports, seq=plan.seq,
-                aliases=plan.aliases)
+                aliases=plan.aliases,
+                address6=(IPv6Interface(f"{address6}/{net.subnet6.prefixlen}")
+                          if address6 is not None and net.subnet6 else None),
+                gateway6=net.gateway6 if address6 is not None else None)
             await self._plug(a, net, netns=Path(c.netns_path), inside=inside,
-                             default_route=plan.default_route, undo=undo)
+                             default_route=plan.default_route,
+                             default_route6=plan.default_route6, undo=undo)
             if a.ports:
                 with self._phase("setup", net, "firewall"):
                     await self._firewall.publish(a.host_interface, rules_of(a, net))
                     undo.push("withdraw port rules",
                               lambda: self._firewall.unpublish(a.host_interface))
             with self._phase("setup", net, "store"):
-                self._store.add_attachment(a, dynamic=plan.ip is None)
+                self._store.add_attachment(a, dynamic=plan.ip is None,
+                                           dynamic6=plan.ip6 is None)
                 self._firewall.committed(a.host_interface)
         except BaseException:
             await undo.unwind()
@@ -123,7 +147,7 @@ class Attacher:
         self._metrics.allocations.labels(net.name).inc()
         self._networks.update_gauges(net)
         self._events.publish("lease.allocated", container_id=c.id, network=net.name,
-                             attributes={"address": str(address)})
+                             attributes=_addresses(address, address6))
         self._events.publish("network.attached", container_id=c.id, network=net.name,
                              attributes={"address": str(a.address),
                                          "interface": a.interface_name,
@@ -131,7 +155,8 @@ class Attacher:
         return a
 
     async def _plug(self, a: Attachment, net: Network, *, netns: Path,
-                    inside: ContainerLinks, default_route: bool, undo: UndoStack) -> None:
+                    inside: ContainerLinks, default_route: bool, undo: UndoStack,
+                    default_route6: bool = False) -> None:
         """The kernel steps of an attachment. Besides the veth, the bridge port gets
         PROXYARP, a static fdb entry and a permanent bridge neighbour, and the
         container a permanent neighbour for its gateway: no ARP broadcast and no
@@ -145,20 +170,31 @@ class Attacher:
                 netns=netns, peer_ifname=a.interface_name, peer_mac=a.mac)
             undo.push(f"delete veth {a.host_interface}",
                       lambda: self._links.delete_link(a.host_interface))
-            undo.push(f"remove bridge neighbour {a.address.ip}",
-                      lambda: self._links.remove_bridge_entries(bridge_index=bridge,
-                                                                address=a.address.ip))
+            for ip in _ips(a):
+                undo.push(f"remove bridge neighbour {ip}",
+                          partial(self._links.remove_bridge_entries, bridge_index=bridge,
+                                  address=ip))
             await self._links.add_bridge_entries(
                 port_index=port, bridge_index=bridge, mac=a.mac, address=a.address.ip,
-                hairpin=not net.internal, isolated=not net.icc)
+                hairpin=not net.internal, isolated=not net.icc,
+                address6=a.address6.ip if a.address6 else None)
         with self._phase("setup", net, "address"):
-            # one round trip: address, up, lo up, permanent gateway neighbour
+            # one round trip: addresses, up, lo up, permanent gateway neighbours
+            gateways: list[tuple[IPv4Address | IPv6Address, str]] = [
+                (net.gateway, net.bridge_mac)]
+            if a.gateway6 is not None:
+                gateways.append((a.gateway6, net.bridge_mac))
             await inside.configure_interface(
                 ifname=a.interface_name, address=a.address, mtu=net.mtu, loopback=True,
-                neighbours=((net.gateway, net.bridge_mac),))
-        if default_route:
+                neighbours=gateways, address6=a.address6)
+        if default_route or (default_route6 and a.gateway6 is not None):
             with self._phase("setup", net, "route"):
-                await inside.add_default_route(gateway=net.gateway, ifname=a.interface_name)
+                if default_route:
+                    await inside.add_default_route(gateway=net.gateway,
+                                                   ifname=a.interface_name)
+                if default_route6 and a.gateway6 is not None:
+                    await inside.add_default_route(gateway=a.gateway6,
+                                                   ifname=a.interface_name)
 
     async def restore_bridge_entries(self, a: Attachment, net: Network, *,
                                      port_index: int) -> None:
@@ -166,18 +202,21 @@ class Attacher:
         is re-made or set down)."""
         await self._links.add_bridge_entries(
             port_index=port_index, bridge_index=self._networks.bridge_index(net), mac=a.mac,
-            address=a.address.ip, hairpin=not net.internal, isolated=not net.icc)
+            address=a.address.ip, hairpin=not net.internal, isolated=not net.icc,
+            address6=a.address6.ip if a.address6 else None)
 
     async def replug(self, c: Container, a: Attachment, net: Network) -> None:
         """Re-create the kernel side of a recorded attachment (same address and MAC),
         e.g. after someone deleted its veth; all or nothing."""
-        first = min((x.seq for x in self._store.attachments(container_id=c.id)), default=0)
+        others = self._store.attachments(container_id=c.id)
+        first = min((x.seq for x in others), default=0)
+        first6 = min((x.seq for x in others if x.address6), default=a.seq)
         undo = UndoStack(self._metrics)
         netns = Path(c.netns_path)
         inside = await self._links.open_container_netns(netns)
         try:
             await self._plug(a, net, netns=netns, inside=inside, default_route=a.seq == first,
-                             undo=undo)
+                             default_route6=a.seq == first6, undo=undo)
         except BaseException:
             await undo.unwind()
             raise
@@ -226,8 +265,9 @@ class Attacher:
             return False
         bridge = self._networks.bridge_index_or_none(a.network_id)
         if bridge is not None:  # a neighbour left by a failure is collected as a leak
-            await t.step("bridge neighbour", partial(
-                self._links.remove_bridge_entries, bridge_index=bridge, address=a.address.ip))
+            for ip in _ips(a):
+                await t.step("bridge neighbour", partial(
+                    self._links.remove_bridge_entries, bridge_index=bridge, address=ip))
         return True
 
     def _remove_records(self, attachments: Sequence[Attachment]) -> None:
@@ -239,9 +279,20 @@ class Attacher:
         for a in attachments:
             net = self._networks.get_by_id(a.network_id)
             self._ports.release(a.container_id, a.ports)
-            if self._networks.pool(net).release(a.address.ip):
+            released = self._networks.pool(net).release(a.address.ip)
+            if a.address6 is not None and (pool6 := self._networks.pool6(net)):
+                pool6.release(a.address6.ip)
+            if released:
                 self._metrics.releases.labels(net.name).inc()
                 self._events.publish("lease.released", container_id=a.container_id,
-                                     network=net.name,
-                                     attributes={"address": str(a.address.ip)})
+                                     network=net.name, attributes=_addresses(
+                                         a.address.ip, a.address6.ip if a.address6 else None))
             self._networks.update_gauges(net)
+
+
+def _ips(a: Attachment) -> list[IPv4Address | IPv6Address]:
+    return [a.address.ip, *([a.address6.ip] if a.address6 else [])]
+
+
+def _addresses(address: IPv4Address, address6: IPv6Address | None) -> dict[str, str]:
+    return {"address": str(address), **({"address6": str(address6)} if address6 else {})}

@@ -10,7 +10,14 @@ the house style: `ensure_` converges, `create_` fails on EEXIST, `delete_` treat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 from typing import Protocol
 
@@ -35,20 +42,24 @@ from sheep_runtime.model import (
     ProcessSpec,
 )
 
+IPAddress = IPv4Address | IPv6Address
+
 
 class ContainerLinks(Protocol):
     """Configuration steps inside one container netns; the caller closes the handle."""
 
     async def configure_interface(
         self, *, ifname: str, address: IPv4Interface, mtu: int | None = None,
-        loopback: bool = False, neighbours: Sequence[tuple[IPv4Address, str]] = (),
+        loopback: bool = False, neighbours: Sequence[tuple[IPAddress, str]] = (),
+        address6: IPv6Interface | None = None,
     ) -> None:
-        """Address `ifname`, bring it up (no IPv6 link-local); with `loopback` also lo;
-        each (address, mac) of `neighbours` becomes a permanent neighbour on it."""
+        """Address `ifname` (and `address6`, usable at once: no duplicate address
+        detection), bring it up (no IPv6 link-local); with `loopback` also lo; each
+        (address, mac) of `neighbours` becomes a permanent neighbour on it."""
 
-    async def add_default_route(self, *, gateway: IPv4Address, ifname: str | None = None
+    async def add_default_route(self, *, gateway: IPAddress, ifname: str | None = None
                                 ) -> None:
-        """Set (replace) the IPv4 default route via `gateway`."""
+        """Set (replace) the default route of `gateway`'s family via `gateway`."""
 
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         """`ifname`'s link, IPv4 addresses and the netns' default gateway; None if
@@ -65,8 +76,8 @@ class Links(Protocol):
     """Interfaces of the daemon's own netns: bridges, host veth ends, bridge ports."""
 
     async def ensure_bridge(self, *, name: str, mac: str, gateway: IPv4Interface,
-                            mtu: int) -> int:
-        """Converge the bridge (MAC, MTU, gateway address, up); return its ifindex."""
+                            mtu: int, gateway6: IPv6Interface | None = None) -> int:
+        """Converge the bridge (MAC, MTU, gateway addresses, up); return its ifindex."""
 
     async def delete_link(self, ifname: str) -> bool:
         """Delete `ifname` (a veth takes its peer along); False if already gone."""
@@ -83,6 +94,9 @@ class Links(Protocol):
     async def route_destinations(self) -> list[IPv4Network]:
         """Destinations of the IPv4 routes of every routing table."""
 
+    async def route_destinations6(self) -> list[IPv6Network]:
+        """Destinations of the IPv6 unicast routes of every routing table."""
+
     async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int,
                           netns: Path, peer_ifname: str, peer_mac: str) -> int:
         """A veth: host end enslaved and up, the peer born in the netns pinned at
@@ -90,16 +104,17 @@ class Links(Protocol):
 
     async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
                                  address: IPv4Address, hairpin: bool = False,
-                                 isolated: bool = False) -> None:
-        """PROXYARP and flags on the port, a static fdb entry for `mac` and a permanent
-        bridge neighbour `address` -> `mac` (idempotent)."""
+                                 isolated: bool = False,
+                                 address6: IPv6Address | None = None) -> None:
+        """PROXYARP and flags on the port, a static fdb entry for `mac` and permanent
+        bridge neighbours `address` (and `address6`) -> `mac` (idempotent)."""
 
-    async def remove_bridge_entries(self, *, bridge_index: int, address: IPv4Address
+    async def remove_bridge_entries(self, *, bridge_index: int, address: IPAddress
                                     ) -> bool:
         """Remove the bridge neighbour of `address`; False if there was none."""
 
-    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address]:
-        """The permanent IPv4 neighbours of the bridge `bridge_index`."""
+    async def bridge_neighbours(self, bridge_index: int) -> list[IPAddress]:
+        """The permanent IPv4 and IPv6 neighbours of the bridge `bridge_index`."""
 
     async def set_port(self, ifname: str, *, master: int) -> int:
         """Enslave `ifname` to the bridge `master` and set it up; return its index."""
@@ -160,9 +175,6 @@ class Processes(Protocol):
 
     def read_exit_status(self, container_dir: Path) -> ExitStatus | None:
         """The recorded exit status, None if none yet; KernelError if unreadable."""
-
-    def rotate_log(self, container_dir: Path) -> bool:
-        """Rotate the container's log if it outgrew its limit; True if it did."""
 
     def read_logs(self, container_dir: Path, query: LogQuery) -> AsyncIterator[LogRecord]:
         """The container's log records matching `query`, oldest first, over its
@@ -230,6 +242,7 @@ class Store(Protocol):
     def remove_network(self, network_id: str) -> None: ...
     def networks(self) -> list[Network]: ...
     def ipam_cursor(self, network_id: str) -> IPv4Address | None: ...
+    def ipam_cursor6(self, network_id: str) -> IPv6Address | None: ...
     def add_container(self, c: Container) -> None: ...
     def update_container(self, c: Container) -> None: ...
     def mark_removing(self, container_id: str) -> None: ...
@@ -238,11 +251,12 @@ class Store(Protocol):
     def containers(self) -> list[Container]: ...
     def count_containers_by_state(self) -> dict[ContainerState, int]: ...
     def find_containers(self, ref: str) -> list[Container]: ...
-    def add_attachment(self, a: Attachment, *, dynamic: bool) -> None: ...
+    def add_attachment(self, a: Attachment, *, dynamic: bool, dynamic6: bool = False
+                       ) -> None: ...
     def remove_attachment(self, container_id: str, network_id: str) -> None: ...
     def attachments(self, *, container_id: str | None = None,
                     network_id: str | None = None) -> list[Attachment]: ...
     def attachment(self, container_id: str, network_id: str) -> Attachment | None: ...
     def attachments_by_host_interface(self, host_interface: str) -> list[Attachment]: ...
-    def lease_holder(self, network_id: str, address: IPv4Address) -> str | None: ...
+    def lease_holder(self, network_id: str, address: IPAddress) -> str | None: ...
     def close(self) -> None: ...

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 
 from sheep_runtime.errors import (
@@ -69,6 +69,8 @@ class CniResult:
     address: IPv4Interface
     gateway: IPv4Address
     mtu: int
+    address6: IPv6Interface | None = None  # on a dual-stack network
+    gateway6: IPv6Address | None = None
 
 
 def sandbox_id(key: CniKey) -> str:
@@ -158,7 +160,8 @@ class CniService:
                          network=net.name, host_interface=a.host_interface,
                          host_mac=(host.mac or "") if host else "",
                          container_interface=a.interface_name, container_mac=a.mac,
-                         address=a.address, gateway=a.gateway, mtu=net.mtu)
+                         address=a.address, gateway=a.gateway, mtu=net.mtu,
+                         address6=a.address6, gateway6=a.gateway6)
 
     async def delete(self, key: CniKey) -> None:
         """Release the attachment of `key` (veth, leases, ports, record); unknown keys

@@ -245,7 +245,7 @@ class ContainerService(ContainerLookup):
                     resource_name=c.name) from None
             specs.append(AttachSpec(network=net.id, ip=r.ip, ports=r.ports,
                                     interface_name=r.interface_name, aliases=r.aliases,
-                                    preferred=r.last_ip))
+                                    preferred=r.last_ip, ip6=r.ip6, preferred6=r.last_ip6))
         return plan_attachments(c.id, specs, resolve=self._networks.get)
 
     def _root_of(self, c: Container) -> RootPlan | None:
@@ -411,9 +411,8 @@ class ContainerService(ContainerLookup):
         attachments = self._store.attachments(container_id=c.id)
         if not attachments and not self._namespaces.exists(Path(c.netns_path)):
             return c
-        had = {a.network_id: a.address.ip for a in attachments}
-        c = replace(c, requests=tuple(
-            replace(r, last_ip=had.get(r.network_id, r.last_ip)) for r in c.requests))
+        had = {a.network_id: a for a in attachments}
+        c = replace(c, requests=tuple(_remember(r, had.get(r.network_id)) for r in c.requests))
         self._store.update_container(c)
         t = await self._attacher.detach(attachments)
         if not self._store.attachments(container_id=c.id):
@@ -568,7 +567,16 @@ class ContainerService(ContainerLookup):
 
 def _request_of(plan: AttachPlan) -> NetworkRequest:
     return NetworkRequest(network_id=plan.network.id, ip=plan.ip, ports=plan.ports,
-                          interface_name=plan.interface_name, aliases=plan.aliases)
+                          interface_name=plan.interface_name, aliases=plan.aliases,
+                          ip6=plan.ip6)
+
+
+def _remember(r: NetworkRequest, a: Attachment | None) -> NetworkRequest:
+    """`r` with the addresses `a` held, preferred at the next start."""
+    if a is None:
+        return r
+    return replace(r, last_ip=a.address.ip,
+                   last_ip6=a.address6.ip if a.address6 else r.last_ip6)
 
 
 def _remove_dir(path: Path) -> None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 from sheep_runtime.config import DEFAULT_NETWORK
 from sheep_runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from sheep_runtime.ipam import AddressPool
-from sheep_runtime.ipam.subnets import default_gateway, find_overlap, parse_subnet, validate_gateway
+from sheep_runtime.ipam import AddressPool, AddressPool6
+from sheep_runtime.ipam.subnets import (
+    default_gateway,
+    find_overlap,
+    parse_subnet,
+    parse_subnet6,
+    validate_gateway,
+    validate_gateway6,
+)
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Network
 from sheep_runtime.names import bridge_mac, bridge_name, new_id, validate_bridge_name, validate_name
@@ -40,6 +47,8 @@ class NetworkSpec:
     internal: bool = False
     icc: bool = True
     dns: bool = True
+    subnet6: str = ""  # "" = IPv4 only
+    gateway6: str = ""
 
 
 def plan_network(spec: NetworkSpec) -> Network:
@@ -52,11 +61,19 @@ def plan_network(spec: NetworkSpec) -> Network:
     mtu = spec.mtu or DEFAULT_MTU
     if not 68 <= mtu <= 65535:
         raise InvalidArgument(f"mtu {mtu} is out of range 68-65535", field="mtu")
+    if spec.gateway6 and not spec.subnet6:
+        raise InvalidArgument("gateway6 needs a subnet6", field="gateway6")
+    subnet6 = parse_subnet6(spec.subnet6) if spec.subnet6 else None
+    gateway6 = None
+    if subnet6 is not None:
+        gateway6 = (validate_gateway6(subnet6, spec.gateway6) if spec.gateway6
+                    else default_gateway(subnet6))
     nid = new_id()
     bridge = validate_bridge_name(spec.bridge) if spec.bridge else bridge_name(nid)
     return Network(id=nid, name=name, bridge=bridge, bridge_mac=bridge_mac(nid),
                    subnet=subnet, gateway=gateway, mtu=mtu, internal=spec.internal,
-                   icc=spec.icc, created_at=time.time(), dns=spec.dns)
+                   icc=spec.icc, created_at=time.time(), dns=spec.dns, subnet6=subnet6,
+                   gateway6=gateway6)
 
 
 class NetworkRegistry:
@@ -71,14 +88,17 @@ class NetworkRegistry:
         self._events = events
         self._networks: dict[str, Network] = {}
         self._pools: dict[str, AddressPool] = {}
+        self._pools6: dict[str, AddressPool6] = {}
         self._bridge_index: dict[str, int] = {}
         self._locks = KeyedLocks()
         # Bridges between their creation and their record: not leaks.
         self.in_flight: set[str] = set()
 
-    async def load(self, *, default_bridge: str, default_subnet: IPv4Network) -> None:
+    async def load(self, *, default_bridge: str, default_subnet: IPv4Network,
+                   default_subnet6: IPv6Network | None = None) -> None:
         """Read networks and leases from the store, create the default network on first
-        start, and ensure every bridge exists with its gateway address and is up."""
+        start (dual stack with `default_subnet6`), and ensure every bridge exists with
+        its gateway addresses and is up."""
         for net in self._store.networks():
             self._add(net)
         if not self._by_name(DEFAULT_NETWORK):
@@ -86,12 +106,19 @@ class NetworkRegistry:
             net = Network(id=nid, name=DEFAULT_NETWORK, bridge=default_bridge,
                           bridge_mac=bridge_mac(nid), subnet=default_subnet,
                           gateway=default_gateway(default_subnet), mtu=DEFAULT_MTU,
-                          internal=False, icc=True, created_at=time.time())
+                          internal=False, icc=True, created_at=time.time(),
+                          subnet6=default_subnet6,
+                          gateway6=default_gateway(default_subnet6) if default_subnet6
+                          else None)
             self._store.add_network(net)
             self._add(net)
         for net in self._networks.values():
-            leases = [a.address.ip for a in self._store.attachments(network_id=net.id)]
-            self._pools[net.id].restore(leases, cursor=self._store.ipam_cursor(net.id))
+            attachments = self._store.attachments(network_id=net.id)
+            self._pools[net.id].restore([a.address.ip for a in attachments],
+                                        cursor=self._store.ipam_cursor(net.id))
+            if (pool6 := self._pools6.get(net.id)) is not None:
+                pool6.restore([a.address6.ip for a in attachments if a.address6],
+                              cursor=self._store.ipam_cursor6(net.id))
             await self.ensure_bridge(net)
             self._update_gauges(net)
         await self._links.set_sysctl("net.ipv4.ip_forward", "1")
@@ -99,9 +126,12 @@ class NetworkRegistry:
     def _add(self, net: Network) -> None:
         self._networks[net.id] = net
         self._pools[net.id] = AddressPool(net.subnet, gateway=net.gateway)
+        if net.subnet6 is not None and net.gateway6 is not None:
+            self._pools6[net.id] = AddressPool6(net.subnet6, gateway=net.gateway6)
         self._metrics.networks.set(len(self._networks))
 
     def _forget(self, net: Network) -> None:
+        self._pools6.pop(net.id, None)
         del self._networks[net.id], self._pools[net.id]
         self._bridge_index.pop(net.id, None)
         self._metrics.networks.set(len(self._networks))
@@ -114,8 +144,13 @@ class NetworkRegistry:
 
     async def ensure_bridge(self, net: Network) -> int:
         """Converge the network's bridge; return its ifindex."""
+        if net.subnet6 is not None:
+            # Routing between a bridge and the outside; the host then ignores router
+            # advertisements on its own interfaces unless they set accept_ra=2.
+            await self._links.set_sysctl("net.ipv6.conf.all.forwarding", "1")
         index = await self._links.ensure_bridge(
-            name=net.bridge, mac=net.bridge_mac, gateway=net.gateway_interface, mtu=net.mtu)
+            name=net.bridge, mac=net.bridge_mac, gateway=net.gateway_interface, mtu=net.mtu,
+            gateway6=net.gateway6_interface)
         self._bridge_index[net.id] = index
         if not net.internal:
             # Lets DNAT of the host's own connections to 127.0.0.1 leave via the bridge;
@@ -155,14 +190,20 @@ class NetworkRegistry:
     def pool(self, net: Network) -> AddressPool:
         return self._pools[net.id]
 
+    def pool6(self, net: Network) -> AddressPool6 | None:
+        """The IPv6 pool of a dual-stack network; None for IPv4 only."""
+        return self._pools6.get(net.id)
+
     def all(self) -> list[Network]:
         return sorted(self._networks.values(), key=lambda n: n.created_at)
 
     def view(self, net: Network) -> NetworkView:
         pool = self._pools[net.id]
         holders = tuple(a.container_id for a in self._store.attachments(network_id=net.id))
+        pool6 = self._pools6.get(net.id)
         return NetworkView(network=net, leases_allocated=pool.allocated,
-                           leases_capacity=pool.capacity, containers=holders)
+                           leases_capacity=pool.capacity, containers=holders,
+                           leases6_allocated=pool6.allocated if pool6 else 0)
 
     def update_gauges(self, net: Network) -> None:
         self._update_gauges(net)
@@ -219,10 +260,24 @@ class NetworkRegistry:
         if route:
             raise InvalidArgument(f"subnet {net.subnet} overlaps the host route {route}",
                                   field="subnet")
+        if net.subnet6 is not None:
+            await self._check_free6(net.subnet6)
         if await self._links.get_link(net.bridge) is not None:
             raise AlreadyExists(f"an interface named {net.bridge!r} already exists on the "
                                 "host", reason="INTERFACE_TAKEN", resource_type="interface",
                                 resource_name=net.bridge)
+
+    async def _check_free6(self, subnet6: IPv6Network) -> None:
+        clash = find_overlap(subnet6, {n.name: n.subnet6 for n in self._networks.values()
+                                       if n.subnet6 is not None})
+        if clash:
+            raise InvalidArgument(f"subnet6 {subnet6} overlaps network {clash!r}",
+                                  field="subnet6")
+        for dst in await self._links.route_destinations6():
+            # the default route and link-local (fe80::/64 on every link) are no clash
+            if dst.prefixlen and not dst.is_link_local and dst.overlaps(subnet6):
+                raise InvalidArgument(f"subnet6 {subnet6} overlaps the host route {dst}",
+                                      field="subnet6")
 
     async def _host_route_overlap(self, subnet: IPv4Network) -> str | None:
         for dst in await self._links.route_destinations():

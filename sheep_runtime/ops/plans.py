@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any
 
 from sheep_runtime.errors import InvalidArgument
 from sheep_runtime.ipam.subnets import validate_host
@@ -32,6 +33,9 @@ class AttachPlan:
     seq: int
     aliases: tuple[str, ...] = ()
     preferred: IPv4Address | None = None  # leased if free when `ip` is None
+    ip6: IPv6Address | None = None  # static, on a dual-stack network
+    preferred6: IPv6Address | None = None
+    default_route6: bool = False  # the container's first dual-stack attachment
 
 
 def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
@@ -56,17 +60,36 @@ def plan_attachments(container_id: str, requests: Sequence[AttachSpec], *,
                                   "ports", field="ports")
         if spec.ip is not None:
             validate_host(net.subnet, net.gateway, spec.ip)
+        if spec.ip6 is not None:
+            if net.subnet6 is None or net.gateway6 is None:
+                raise InvalidArgument(f"network {net.name!r} has no IPv6 subnet: ip6 "
+                                      f"{spec.ip6} cannot be given", field="ip6")
+            if (spec.ip6 not in net.subnet6
+                    or spec.ip6 in (net.subnet6.network_address, net.gateway6)):
+                raise InvalidArgument(f"ip6 {spec.ip6} is not a host address of "
+                                      f"{net.subnet6} other than its gateway", field="ip6")
     names = interface_names([s.interface_name for s in requests],
                             taken=[a.interface_name for a in existing])
     first_seq = max((a.seq for a in existing), default=-1) + 1
+    dual = [i for i, net in enumerate(networks) if net.subnet6 is not None]
+    first6 = dual[0] if dual and not any(a.address6 for a in existing) else None
     return tuple(
         AttachPlan(network=net, interface_name=name,
                    host_interface=host_veth_name(container_id, net.id), ip=spec.ip,
                    ports=spec.ports, default_route=not existing and i == 0,
                    seq=first_seq + i, aliases=spec.aliases,
-                   preferred=spec.preferred if spec.preferred and spec.preferred in net.subnet
-                   else None)
+                   preferred=_inside(spec.preferred, net.subnet), ip6=spec.ip6,
+                   preferred6=_inside(spec.preferred6, net.subnet6),
+                   default_route6=i == first6)
         for i, (spec, net, name) in enumerate(zip(requests, networks, names, strict=True)))
+
+
+def _inside(address: IPv4Address | IPv6Address | None,
+            subnet: IPv4Network | IPv6Network | None) -> Any:
+    """`address` if it is in `subnet`, else None (a preference that no longer fits)."""
+    if address is None or subnet is None or address.version != subnet.version:
+        return None
+    return address if address in subnet else None
 
 
 def interface_names(requested: Sequence[str], *, taken: Sequence[str] = ()) -> list[str]:

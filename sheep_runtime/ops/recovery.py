@@ -14,12 +14,13 @@ import shutil
 import time
 from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from sheep_runtime.config import Config
 from sheep_runtime.errors import SheepError
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import Container, ContainerState
+from sheep_runtime.model import Container, ContainerState, Network
 from sheep_runtime.names import HOST_VETH_PREFIX
 from sheep_runtime.ops.backends import Images, Links, Namespaces, Processes, Store
 from sheep_runtime.ops.containers import ContainerService
@@ -202,14 +203,22 @@ async def _collect_neighbours(r: Recovery) -> int:
         bridge = r.networks.bridge_index_or_none(net.id)
         if bridge is None:
             continue
-        pool = r.networks.pool(net)
         for address in await r.links.bridge_neighbours(bridge):
-            if (address in net.subnet and not pool.is_allocated(address)
+            if (_stray(r.networks, net, address)
                     and await _try(f"remove stray neighbour {address} of {net.bridge}",
                                    r.links.remove_bridge_entries(bridge_index=bridge,
                                                                  address=address))):
                 removed += 1
     return removed
+
+
+def _stray(networks: NetworkRegistry, net: Network, address: IPv4Address | IPv6Address
+           ) -> bool:
+    """True if `address` is in `net`'s subnets but its pool does not hold it."""
+    if isinstance(address, IPv4Address):
+        return address in net.subnet and not networks.pool(net).is_allocated(address)
+    pool6 = networks.pool6(net)
+    return pool6 is not None and address in pool6.subnet and not pool6.is_allocated(address)
 
 
 def _children(path: Path) -> list[Path]:

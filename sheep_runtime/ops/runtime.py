@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from sheep_runtime.config import Config
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import ContainerState
 from sheep_runtime.ops.attach import Attacher
 from sheep_runtime.ops.backends import (
     Firewall,
@@ -25,18 +23,20 @@ from sheep_runtime.ops.cni import CniService
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.dns import DnsService
 from sheep_runtime.ops.events import EventBus
+from sheep_runtime.ops.exec import ContainerExec
 from sheep_runtime.ops.firewall import FirewallSync
 from sheep_runtime.ops.healer import Healer
 from sheep_runtime.ops.images import ImageService
+from sheep_runtime.ops.logs import ContainerLogs
 from sheep_runtime.ops.networks import NetworkRegistry
 from sheep_runtime.ops.ports import PortTable
 from sheep_runtime.ops.recovery import Recovery, RecoveryReport, collect_leaks
+from sheep_runtime.ops.stats import ContainerStatsReader
 from sheep_runtime.ops.tasks import TaskSupervisor, measure_loop_lag
 
 log = logging.getLogger(__name__)
 
 LEAK_COLLECTION_SECONDS = 60.0
-LOG_ROTATION_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,16 @@ class Runtime:
     cni: CniService
     dns: DnsService
     images: ImageService
+    exec: ContainerExec
+    stats: ContainerStatsReader
+    logs: ContainerLogs
 
     async def start(self) -> RecoveryReport:
         """Load networks (ensuring their bridges), recover containers, apply the
-        firewall, and start the periodic leak collection and log rotation."""
+        firewall, and start the periodic leak collection."""
         await self.networks.load(default_bridge=self.config.default_bridge,
-                                 default_subnet=self.config.default_subnet)
+                                 default_subnet=self.config.default_subnet,
+                                 default_subnet6=self.config.default_subnet6)
         report = await self.recovery.run()
         await self.cni.release_gone()
         await self.firewall.sync()
@@ -83,7 +87,6 @@ class Runtime:
         self.containers.resume_policies()  # after recovery: its leak collection is done
         self.cni.started = True
         self.tasks.service("leak-collector", self._collect_leaks_periodically)
-        self.tasks.service("log-rotation", self._rotate_logs_periodically)
         self.tasks.service("loop-lag", lambda: measure_loop_lag(self.metrics))
         return report
 
@@ -92,20 +95,6 @@ class Runtime:
             await asyncio.sleep(LEAK_COLLECTION_SECONDS)
             await self.cni.release_gone()
             await collect_leaks(recovery=self.recovery, in_flight=self.attacher.in_flight)
-
-    async def _rotate_logs_periodically(self) -> None:
-        processes, store = self.backends.processes, self.backends.store
-
-        def rotate(dirs: list[Path]) -> None:
-            for d in dirs:
-                processes.rotate_log(d)
-
-        while True:
-            await asyncio.sleep(LOG_ROTATION_SECONDS)
-            # one thread hop for every running container, not one each
-            await asyncio.to_thread(rotate, [self.containers.container_dir(c.id)
-                                             for c in store.containers()
-                                             if c.state == ContainerState.RUNNING])
 
     async def close(self) -> None:
         """Stop every background task; containers keep running."""
@@ -143,4 +132,7 @@ async def build_runtime(config: Config, backends: Backends, *, metrics: Metrics,
     return Runtime(config=config, backends=b, metrics=metrics, events=events, tasks=tasks,
                    networks=networks, firewall=firewall, attacher=attacher,
                    containers=containers, healer=healer, recovery=recovery, cni=cni,
-                   dns=dns, images=ImageService(images=b.images, events=events))
+                   dns=dns, images=ImageService(images=b.images, events=events),
+                   exec=ContainerExec(containers, b.processes),
+                   stats=ContainerStatsReader(containers, b.links, b.processes, b.store),
+                   logs=ContainerLogs(containers, b.processes))

@@ -8,10 +8,10 @@ import re
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from sheep_runtime.errors import InvalidArgument
-from sheep_runtime.ipam.subnets import parse_address
+from sheep_runtime.ipam.subnets import parse_address, parse_address6
 from sheep_runtime.model import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
@@ -52,6 +52,8 @@ class AttachSpec:
     interface_name: str = ""
     aliases: tuple[str, ...] = ()  # DNS names of the container on this network only
     preferred: IPv4Address | None = None  # a dynamic address to take if still free
+    ip6: IPv6Address | None = None  # static, on a dual-stack network
+    preferred6: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,15 @@ class ContainerSpec:
 
 
 def attach_spec(*, network: str, ip: str, ports: Sequence[PortMapping],
-                interface_name: str, aliases: Sequence[str] = ()) -> AttachSpec:
+                interface_name: str, aliases: Sequence[str] = (), ip6: str = ""
+                ) -> AttachSpec:
     """Validate one attachment request."""
     if not network:
         raise InvalidArgument("a network name or id is required", field="network")
     return AttachSpec(
         network=network,
         ip=parse_address(ip, field="ip") if ip else None,
+        ip6=parse_address6(ip6, field="ip6") if ip6 else None,
         ports=validate_ports(ports),
         interface_name=validate_ifname(interface_name) if interface_name else "",
         aliases=validate_aliases(aliases))

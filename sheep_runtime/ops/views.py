@@ -34,3 +34,4 @@ class NetworkView:
     leases_allocated: int
     leases_capacity: int
     containers: tuple[str, ...]
+    leases6_allocated: int = 0

@@ -11,6 +11,10 @@ read-only paths.
 
 With `spec.rootfs` (an image's overlay, mounted by the daemon) that is the root,
 writable, instead: no host root, no /tmp tmpfs, nothing of the host to hide.
+
+`spec.resources` become cgroup limits (linux.resources; runc writes them for cgroup v1
+or v2): memory with swap capped at the same (no swap beyond it), a CFS quota over a
+100 ms period, a pids limit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sheep_runtime.model import ProcessSpec
+from sheep_runtime.model import ProcessSpec, Resources
 
 OCI_VERSION = "1.0.2"
 ENV_PATH = "/usr/bin/env"
@@ -27,6 +31,7 @@ SHIM_PATH = Path(__file__).resolve().with_name("shim.sh")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ID_ANNOTATION = "io.sheep.container-id"
 MAX_NOFILE = 1048576
+CPU_PERIOD_US = 100_000
 
 # Docker's defaults (moby oci/defaults.go).
 DOCKER_MASKED_PATHS = (
@@ -83,23 +88,43 @@ def _etc_mounts(spec: ProcessSpec) -> list[dict[str, Any]]:
             for name in spec.etc_files]
 
 
+def resources(limits: Resources, *, swap_limit: bool = True) -> dict[str, Any]:
+    """The OCI linux.resources limits of `limits` (0: not set). OCI's memory.swap is
+    memory plus swap: the same as the limit means no swap. `swap_limit` False leaves it
+    out, for a cgroup v1 kernel without swap accounting (runc would fail to write it;
+    on v2 runc itself skips it when the kernel has no swap controller)."""
+    out: dict[str, Any] = {}
+    if limits.memory_bytes:
+        out["memory"] = {"limit": limits.memory_bytes}
+        if swap_limit:
+            out["memory"]["swap"] = limits.memory_bytes
+    if limits.cpus:
+        out["cpu"] = {"quota": max(1000, round(limits.cpus * CPU_PERIOD_US)),
+                      "period": CPU_PERIOD_US}
+    if limits.pids_limit:
+        out["pids"] = {"limit": limits.pids_limit}
+    return out
+
+
 def _mounts(spec: ProcessSpec) -> list[dict[str, Any]]:
     own = [m for m in _MOUNTS if m["destination"] not in ("/", "/tmp")]
     return [dict(m) for m in (own if spec.rootfs else _MOUNTS)] + _etc_mounts(spec)
 
 
 def build_config(spec: ProcessSpec, *, capabilities: tuple[str, ...],
-                 seccomp: Mapping[str, Any] | None, nofile: int, cgroup_parent: str
-                 ) -> dict[str, Any]:
+                 seccomp: Mapping[str, Any] | None, nofile: int, cgroup_parent: str,
+                 swap_limit: bool = True) -> dict[str, Any]:
     """config.json for `spec`, granting exactly `capabilities` (bounding, effective,
     permitted; none inheritable or ambient), with `seccomp` (an OCI `linux.seccomp`
-    object, None for none), RLIMIT_NOFILE `nofile` and cgroup `cgroup_parent/ID`."""
+    object, None for none), RLIMIT_NOFILE `nofile` and cgroup `cgroup_parent/ID`
+    limited by `spec.resources` (`swap_limit`: see `resources`)."""
     caps = list(capabilities)
     linux: dict[str, Any] = {
         "namespaces": [{"type": "pid"}, {"type": "network", "path": str(spec.netns_path)},
                        {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
         "cgroupsPath": f"{cgroup_parent}/{spec.container_id}",
-        "resources": {"devices": [{"allow": spec.privileged, "access": "rwm"}]},
+        "resources": {"devices": [{"allow": spec.privileged, "access": "rwm"}],
+                      **resources(spec.resources, swap_limit=swap_limit)},
         "maskedPaths": [] if spec.rootfs else [str(p) for p in spec.hidden_paths],
         "readonlyPaths": [],
     }

@@ -1,23 +1,23 @@
-"""Files in a container dir: the exit record, pid files and the log (with rotation).
+"""Files in a container dir: the exit record, pid files and the end of the log.
 
 `exit` is "CODE UNIX_NS\\n" (CODE = exit code, 128+N if killed by signal N), written
 once by the supervisor; `shim.pid` and `init.pid` (the command's host pid, by runc)
-name the processes; `log` gets the container's stdout and stderr, O_APPEND.
+name the processes; `log` (and `log.1` ...) get the container's stdout and stderr as
+records from its logger (see logger.py and logs.py), after any errors of the
+supervisor itself.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from sheep_runtime.errors import KernelError
 from sheep_runtime.model import ExitStatus
+from sheep_runtime.process.logs import parse_record
 
 EXIT_CODE_UNKNOWN = -1
 """Exit code recorded when the supervisor died (was killed) before recording one."""
-LOG_MAX_BYTES = 10 * 1024 * 1024
-LOG_KEEP = 3
 
 
 class CorruptExitRecord(KernelError):
@@ -68,36 +68,17 @@ def read_pid_file(path: Path) -> int | None:
 
 
 def log_tail(container_dir: Path, limit: int = 1024) -> str:
-    """The end of the container's log on one line (for error messages)."""
+    """The end of the container's log on one line (for error messages): the data of
+    the last records (runc's errors are among them), and any lines of the supervisor."""
     try:
         with open(container_dir / "log", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
-            data = f.read()
+            start = max(0, f.seek(0, os.SEEK_END) - 4 * limit)
+            f.seek(start)
+            lines = f.read().split(b"\n")
     except OSError:
         return ""
-    return data.decode(errors="replace").strip().replace("\n", "; ")
-
-
-def rotate_log(container_dir: Path, *, max_bytes: int = LOG_MAX_BYTES,
-               keep: int = LOG_KEEP) -> bool:
-    """If `<dir>/log` is over `max_bytes`, shift log.1..log.KEEP (the oldest dropped),
-    copy the log to log.1 and truncate it; True if it rotated. Blocking: run it in a
-    thread. Copy-then-truncate because the container keeps its fd: it writes with
-    O_APPEND, so it goes on at the new end; what it writes between the copy and the
-    truncation is lost."""
-    log = container_dir / "log"
-    try:
-        if log.stat().st_size <= max_bytes:
-            return False
-        for n in range(keep - 1, 0, -1):
-            older = container_dir / f"log.{n}"
-            if older.exists():
-                os.replace(older, container_dir / f"log.{n + 1}")
-        if keep > 0:
-            shutil.copyfile(log, container_dir / "log.1")
-        os.truncate(log, 0)
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        raise KernelError(f"cannot rotate the log in {container_dir}: {e}") from e
-    return True
+    if start:
+        del lines[0]  # it begins before what was read
+    texts = [r.data.rstrip(b"\n") if (r := parse_record(line)) else line for line in lines]
+    text = b"\n".join(texts).decode(errors="replace").strip()
+    return text[-limit:].replace("\n", "; ")

@@ -7,13 +7,26 @@ import os
 import resource
 import shutil
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sheep_runtime.errors import KernelError
-from sheep_runtime.model import ExitStatus, ProcessHandle, ProcessSpec
-from sheep_runtime.process import capabilities, records, seccomp, spawn, watch
+from sheep_runtime.model import (
+    CgroupUsage,
+    ExecResult,
+    ExecSpec,
+    ExitStatus,
+    LogQuery,
+    LogRecord,
+    ProcessHandle,
+    ProcessSpec,
+)
+from sheep_runtime.process import capabilities, logs, records, seccomp, spawn, watch
+from sheep_runtime.process import exec as exec_
+from sheep_runtime.process import stats as stats_
 from sheep_runtime.process.bundle import DEFAULT_PATH, MAX_NOFILE, build_config
+from sheep_runtime.process.limits import swap_limit_supported
 
 START_TIMEOUT = 10.0
 
@@ -26,15 +39,13 @@ class OciProcesses:
 
     `root` holds runc's state (e.g. RUN_DIR/runc; hide it from containers). Cgroups are
     `cgroup_parent/ID`, relative to the daemon's own (runc removes each at the end).
-    Logs rotate at `log_max_bytes`, keeping `log_keep` old ones. Construction fails
+    Each container's logger rotates its log (`ProcessSpec.log`). Construction fails
     (KernelError) without runc or the seccomp profile.
     """
 
     def __init__(self, root: Path, *, runc: str = "runc", cgroup_parent: str = "sheep",
                  seccomp_profile: Path = seccomp.DEFAULT_PROFILE,
-                 start_timeout: float = START_TIMEOUT,
-                 log_max_bytes: int = records.LOG_MAX_BYTES,
-                 log_keep: int = records.LOG_KEEP) -> None:
+                 start_timeout: float = START_TIMEOUT) -> None:
         runc_path = shutil.which(runc, path=DEFAULT_PATH)
         if runc_path is None:
             raise KernelError(f"OCI runtime {runc!r} not found (Debian package runc)")
@@ -47,7 +58,6 @@ class OciProcesses:
         self._nofile = min(MAX_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         self._seccomp: dict[tuple[str, ...], dict[str, Any]] = {}
         self._start_timeout = start_timeout
-        self._log_limits = (log_max_bytes, log_keep)
 
     def _seccomp_for(self, caps: tuple[str, ...]) -> dict[str, Any]:
         if caps not in self._seccomp:
@@ -63,13 +73,15 @@ class OciProcesses:
         return build_config(
             dataclasses.replace(spec, hidden_paths=hidden), capabilities=caps,
             seccomp=None if spec.privileged else self._seccomp_for(caps),
-            nofile=self._nofile, cgroup_parent=self._cgroup_parent)
+            nofile=self._nofile, cgroup_parent=self._cgroup_parent,
+            swap_limit=swap_limit_supported())
 
     async def start(self, spec: ProcessSpec) -> ProcessHandle:
         """Start the command; return once it runs (its host pid known).
 
         It runs in / with exactly `spec.env` (plus PATH and HOSTNAME if absent), stdin
-        /dev/null, stdout and stderr appended to `<dir>/log`. Raises InvalidArgument
+        /dev/null, stdout and stderr logged to `<dir>/log` by its logger (records
+        marked with their stream and time, rotated by `spec.log`). Raises InvalidArgument
         for a bad spec and KernelError if runc cannot set the container up; then
         nothing is left. A command that cannot be executed is no error here: it exits
         127 (not found) or 126, as `wait_exit` reports. Costs ~50-90 ms (two Go
@@ -102,8 +114,21 @@ class OciProcesses:
         KernelError) if it is unreadable."""
         return records.read_exit_status(container_dir)
 
-    def rotate_log(self, container_dir: Path) -> bool:
-        """Rotate `<dir>/log` if it outgrew its limit; True if it did. Blocking (copies
-        up to the limit): call it through `asyncio.to_thread`."""
-        max_bytes, keep = self._log_limits
-        return records.rotate_log(container_dir, max_bytes=max_bytes, keep=keep)
+    def read_logs(self, container_dir: Path, query: LogQuery) -> AsyncIterator[LogRecord]:
+        """The container's log records matching `query`, oldest first over its rotated
+        files; with `query.follow`, new ones until its exit is recorded."""
+        return logs.read_logs(container_dir, query)
+
+    async def exec(self, container_id: str, container_dir: Path, spec: ExecSpec
+                   ) -> ExecResult:
+        """Run `spec` in the running container through `runc exec`: its namespaces,
+        cgroups, capabilities, seccomp filter and no_new_privs, as its command has.
+        Killed (with its process group) at `spec.timeout`: timed_out, 137. A command
+        that cannot be found or run exits 127 or 126; InvalidArgument for a bad spec
+        or working dir, FailedPrecondition if the container is not running."""
+        return await exec_.run(self._runc, container_id, container_dir.absolute(), spec)
+
+    async def cgroup_usage(self, container_id: str) -> CgroupUsage | None:
+        """The container's cgroup counters (`runc events --stats`, cgroup v1 or v2);
+        None if they cannot be read."""
+        return await stats_.cgroup_usage(self._runc, container_id)

@@ -1,4 +1,5 @@
-"""Start a container: write its bundle, launch its supervisor (`shim.sh`), wait until
+"""Start a container: write its bundle and the fifos of its output, launch its
+supervisor (`shim.sh`, which starts the container's logger, `logger.py`), wait until
 its command runs.
 
 Subprocesses are spawned with `subprocess.Popen` (vfork, no Python code in the child)
@@ -16,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,9 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+.-]{0,127}")  # runc takes these (a
 _HOSTNAME_MAX = 64  # bytes, kernel __NEW_UTS_LEN
 _RUNC_INIT_COMM = "runc:[2:INIT]"  # the name runc's nsexec gives the container's init
 _STALE = ("exit", "exit.tmp", "shim.pid", "init.pid")
+FIFOS = ("stdout.fifo", "stderr.fifo")  # the container's outputs, read by its logger
+LOGGER_PATH = Path(__file__).resolve().with_name("logger.py")
+MIN_LOG_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ def validate(spec: ProcessSpec) -> None:
         raise InvalidArgument("hostname must be 1-64 bytes", field="hostname")
     if not all(p.is_absolute() for p in spec.hidden_paths):
         raise InvalidArgument("hidden paths must be absolute", field="hidden_paths")
+    if spec.log.max_bytes < MIN_LOG_BYTES or spec.log.max_files < 1:
+        raise InvalidArgument(f"log rotation needs max_bytes >= {MIN_LOG_BYTES} and "
+                              "max_files >= 1", field="log")
 
 
 async def run_quiet(argv: Sequence[str]) -> int:
@@ -116,11 +124,14 @@ async def _read_line(fd: int) -> bytes:
 
 
 def _prepare(cdir: Path, config: Mapping[str, Any], container_id: str) -> int:
-    """Lay out the bundle in `cdir`; return the log fd (O_APPEND)."""
+    """Lay out the bundle and the fifos in `cdir`; return the fd (O_APPEND) of the log,
+    where the supervisor's own errors go (the logger appends the container's output)."""
     try:
         (cdir / "rootfs").mkdir(parents=True, exist_ok=True)
-        for stale in _STALE:
+        for stale in (*_STALE, *FIFOS):
             (cdir / stale).unlink(missing_ok=True)
+        for fifo in FIFOS:  # here, not in the shim: no mkfifo(1) to spawn
+            os.mkfifo(cdir / fifo, 0o600)
         (cdir / "config.json").write_text(json.dumps(config))
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         return os.open(cdir / "log", flags, 0o640)
@@ -140,7 +151,8 @@ async def start(spec: ProcessSpec, config: Mapping[str, Any], *, runc: Runc,
     try:
         launcher = subprocess.Popen(
             ["/bin/sh", str(SHIM_PATH), spec.container_id, str(cdir), runc.path,
-             str(runc.root)],
+             str(runc.root), sys.executable, str(LOGGER_PATH), str(spec.log.max_bytes),
+             str(spec.log.max_files)],
             stdin=ready_w, stdout=log_fd, stderr=log_fd, env={"PATH": DEFAULT_PATH},
             cwd="/", start_new_session=True)
     except OSError as e:

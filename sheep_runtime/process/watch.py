@@ -123,7 +123,7 @@ async def stop(handle: ProcessHandle, *, timeout: float,
 
 def _is_shim_of(pid: int, container_id: str) -> bool:
     argv = procfs.cmdline(pid)
-    return (len(argv) == 7 and Path(argv[1]).name == SHIM_PATH.name
+    return (len(argv) >= 7 and Path(argv[1]).name == SHIM_PATH.name  # 7: before the logger
             and argv[2] == "--supervise" and argv[3] == container_id)
 
 

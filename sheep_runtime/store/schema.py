@@ -20,7 +20,10 @@ CREATE TABLE IF NOT EXISTS networks (
     icc INTEGER NOT NULL,
     created_at REAL NOT NULL,
     ipam_cursor TEXT,
-    dns INTEGER NOT NULL DEFAULT 1
+    dns INTEGER NOT NULL DEFAULT 1,
+    subnet6 TEXT,
+    gateway6 TEXT,
+    ipam_cursor6 TEXT
 );
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
@@ -70,10 +73,19 @@ CREATE TABLE IF NOT EXISTS attachments (
     ports TEXT NOT NULL DEFAULT '[]',
     seq INTEGER NOT NULL,
     aliases TEXT NOT NULL DEFAULT '[]',
+    address6 TEXT,
+    prefix6 INTEGER,
+    gateway6 TEXT,
     PRIMARY KEY (container_id, network_id),
     UNIQUE (network_id, address),
     UNIQUE (container_id, interface_name)
 );
+"""
+
+# After SCHEMA and MIGRATIONS (an index cannot name a column a migration adds later).
+INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS attachments_address6
+    ON attachments(network_id, address6) WHERE address6 IS NOT NULL;
 """
 
 # Columns added after version 1, as (table, column, definition): added to older files.
@@ -94,4 +106,10 @@ MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     ("containers", "restart_count", "INTEGER NOT NULL DEFAULT 0"),
     ("containers", "restart_backoff", "REAL NOT NULL DEFAULT 0"),
     ("containers", "stopped_by_user", "INTEGER NOT NULL DEFAULT 0"),
+    ("networks", "subnet6", "TEXT"),
+    ("networks", "gateway6", "TEXT"),
+    ("networks", "ipam_cursor6", "TEXT"),
+    ("attachments", "address6", "TEXT"),
+    ("attachments", "prefix6", "INTEGER"),
+    ("attachments", "gateway6", "TEXT"),
 )

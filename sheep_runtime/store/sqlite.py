@@ -9,7 +9,14 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +32,7 @@ from sheep_runtime.model import (
     Resources,
     RestartPolicy,
 )
-from sheep_runtime.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from sheep_runtime.store.schema import INDEXES, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +52,7 @@ class Store:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
             self._migrate()
+            self._db.executescript(INDEXES)
         except sqlite3.Error as e:
             raise StoreError(f"open state store {path}: {e}") from e
         # Rows that could not be decoded, as (table, key, error): skipped by every read,
@@ -86,10 +94,11 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO networks(id, name, bridge, bridge_mac, subnet, gateway, mtu,"
-                " internal, icc, created_at, dns) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                " internal, icc, created_at, dns, subnet6, gateway6)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (net.id, net.name, net.bridge, net.bridge_mac, str(net.subnet),
                  str(net.gateway), net.mtu, int(net.internal), int(net.icc), net.created_at,
-                 int(net.dns)))
+                 int(net.dns), _text(net.subnet6), _text(net.gateway6)))
 
     def remove_network(self, network_id: str) -> None:
         with self.transaction() as db:
@@ -103,6 +112,11 @@ class Store:
         row = self._db.execute("SELECT ipam_cursor FROM networks WHERE id=?",
                                (network_id,)).fetchone()
         return IPv4Address(row[0]) if row and row[0] else None
+
+    def ipam_cursor6(self, network_id: str) -> IPv6Address | None:
+        row = self._db.execute("SELECT ipam_cursor6 FROM networks WHERE id=?",
+                               (network_id,)).fetchone()
+        return IPv6Address(row[0]) if row and row[0] else None
 
     # -- containers -------------------------------------------------------------
 
@@ -193,21 +207,27 @@ class Store:
 
     # -- attachments (leases) -----------------------------------------------------
 
-    def add_attachment(self, a: Attachment, *, dynamic: bool) -> None:
-        """Record the attachment (the lease); a `dynamic` lease also moves the network's
-        next-fit cursor, in the same transaction (a static one never does)."""
+    def add_attachment(self, a: Attachment, *, dynamic: bool, dynamic6: bool = False
+                       ) -> None:
+        """Record the attachment (the leases); a `dynamic` (`dynamic6`) lease also moves
+        the network's IPv4 (IPv6) next-fit cursor, in the same transaction (a static one
+        never does)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO attachments(container_id, network_id, interface_name, address,"
-                " prefix, gateway, mac, host_interface, ports, seq, aliases)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                " prefix, gateway, mac, host_interface, ports, seq, aliases, address6,"
+                " prefix6, gateway6) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (a.container_id, a.network_id, a.interface_name, str(a.address.ip),
                  a.address.network.prefixlen, str(a.gateway), a.mac, a.host_interface,
                  json.dumps([_port_dict(p) for p in a.ports]), a.seq,
-                 json.dumps(list(a.aliases))))
+                 json.dumps(list(a.aliases)), _text(a.address6 and a.address6.ip),
+                 a.address6.network.prefixlen if a.address6 else None, _text(a.gateway6)))
             if dynamic:
                 db.execute("UPDATE networks SET ipam_cursor=? WHERE id=?",
                            (str(a.address.ip), a.network_id))
+            if dynamic6 and a.address6 is not None:
+                db.execute("UPDATE networks SET ipam_cursor6=? WHERE id=?",
+                           (str(a.address6.ip), a.network_id))
 
     def remove_attachment(self, container_id: str, network_id: str) -> None:
         with self.transaction() as db:
@@ -241,9 +261,11 @@ class Store:
                                 (host_interface,)).fetchall()
         return self._decode("attachments", rows, _attachment)
 
-    def lease_holder(self, network_id: str, address: IPv4Address) -> str | None:
+    def lease_holder(self, network_id: str, address: IPv4Address | IPv6Address
+                     ) -> str | None:
+        column = "address" if address.version == 4 else "address6"
         row = self._db.execute(
-            "SELECT container_id FROM attachments WHERE network_id=? AND address=?",
+            f"SELECT container_id FROM attachments WHERE network_id=? AND {column}=?",
             (network_id, str(address))).fetchone()
         return str(row[0]) if row else None
 
@@ -252,7 +274,13 @@ def _network(r: sqlite3.Row) -> Network:
     return Network(id=r["id"], name=r["name"], bridge=r["bridge"], bridge_mac=r["bridge_mac"],
                    subnet=IPv4Network(r["subnet"]), gateway=IPv4Address(r["gateway"]),
                    mtu=r["mtu"], internal=bool(r["internal"]), icc=bool(r["icc"]),
-                   created_at=r["created_at"], dns=bool(r["dns"]))
+                   created_at=r["created_at"], dns=bool(r["dns"]),
+                   subnet6=IPv6Network(r["subnet6"]) if r["subnet6"] else None,
+                   gateway6=IPv6Address(r["gateway6"]) if r["gateway6"] else None)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _container(r: sqlite3.Row) -> Container:
@@ -297,7 +325,8 @@ def _requests_json(requests: tuple[NetworkRequest, ...]) -> str:
     return json.dumps([
         {"network_id": n.network_id, "ip": str(n.ip) if n.ip else None,
          "ports": [_port_dict(p) for p in n.ports], "interface_name": n.interface_name,
-         "aliases": list(n.aliases), "last_ip": str(n.last_ip) if n.last_ip else None}
+         "aliases": list(n.aliases), "last_ip": _text(n.last_ip), "ip6": _text(n.ip6),
+         "last_ip6": _text(n.last_ip6)}
         for n in requests])
 
 
@@ -306,7 +335,9 @@ def _request(d: dict[str, Any]) -> NetworkRequest:
         network_id=d["network_id"], ip=IPv4Address(d["ip"]) if d["ip"] else None,
         ports=tuple(PortMapping(**p) for p in d["ports"]),
         interface_name=d["interface_name"], aliases=tuple(d["aliases"]),
-        last_ip=IPv4Address(d["last_ip"]) if d["last_ip"] else None)
+        last_ip=IPv4Address(d["last_ip"]) if d["last_ip"] else None,
+        ip6=IPv6Address(d["ip6"]) if d.get("ip6") else None,
+        last_ip6=IPv6Address(d["last_ip6"]) if d.get("last_ip6") else None)
 
 
 def _attachment(r: sqlite3.Row) -> Attachment:
@@ -316,7 +347,9 @@ def _attachment(r: sqlite3.Row) -> Attachment:
         address=IPv4Interface(f"{r['address']}/{r['prefix']}"),
         gateway=IPv4Address(r["gateway"]), mac=r["mac"], host_interface=r["host_interface"],
         ports=tuple(PortMapping(**p) for p in json.loads(r["ports"])), seq=r["seq"],
-        aliases=tuple(json.loads(r["aliases"])))
+        aliases=tuple(json.loads(r["aliases"])),
+        address6=IPv6Interface(f"{r['address6']}/{r['prefix6']}") if r["address6"] else None,
+        gateway6=IPv6Address(r["gateway6"]) if r["gateway6"] else None)
 
 
 def _port_dict(p: PortMapping) -> dict[str, Any]:

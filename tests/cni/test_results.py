@@ -4,8 +4,9 @@ comparison and request decoding: pure functions, no daemon."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
 import pytest
@@ -58,6 +59,18 @@ def test_a_1_0_0_result() -> None:
         "cniVersion": "1.0.0", "interfaces": [HOST, CONTAINER],
         "ips": [{"address": "10.20.0.5/16", "gateway": "10.20.0.1", "interface": 1}],
         "routes": [{"dst": "0.0.0.0/0", "gw": "10.20.0.1"}], "dns": {}}
+
+
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
+def test_a_dual_stack_result_lists_both_families(version: str) -> None:
+    dual = dataclasses.replace(R, address6=IPv6Interface("fd00:20::5/64"),
+                               gateway6=IPv6Address("fd00:20::1"))
+    result = add_result(dual, version=version)
+    tag: dict[str, str] = {"version": "6"} if version == "0.4.0" else {}
+    assert result["ips"][1] == {**tag, "address": "fd00:20::5/64", "gateway": "fd00:20::1",
+                                "interface": 1}
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.20.0.1"},
+                                {"dst": "::/0", "gw": "fd00:20::1"}]
 
 
 def test_a_1_1_0_result_gives_the_interfaces_mtu() -> None:

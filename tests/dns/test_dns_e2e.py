@@ -21,6 +21,7 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 
 from tests.dns.upstream import FakeUpstream
 from tests.e2e.test_live_state import eventually
+from tests.logtext import log_text
 from tests.sandbox import INTERNET, Sandbox, add_internet, in_netns, sandbox, sh
 
 pytestmark = pytest.mark.kernel
@@ -140,14 +141,14 @@ def test_dns_metrics_are_exported(world: World) -> None:
 def test_container_gets_its_own_resolv_conf_hosts_and_hostname(world: World) -> None:
     c = world.box.run("sh", "-c", "cat /etc/resolv.conf /etc/hosts /etc/hostname",
                       name="files", hostname="files.test")
-    eventually(lambda: "files.test" in Path(c.log_path).read_text().splitlines()[-1:])
-    text = Path(c.log_path).read_text()
+    eventually(lambda: "files.test" in log_text(c.log_path).splitlines()[-1:])
+    text = log_text(c.log_path)
     assert text.startswith(f"nameserver {GATEWAY}\n")
     assert f"{c.networks[0].ip_address}\tfiles.test files" in text
     assert "127.0.0.1\tlocalhost" in text
     none = world.box.run("cat", "/etc/resolv.conf", name="nonet", network_mode="none")
-    eventually(lambda: Path(none.log_path).read_text() != "")
-    assert Path(none.log_path).read_text() == Path("/etc/resolv.conf").read_text()
+    eventually(lambda: log_text(none.log_path) != "")
+    assert log_text(none.log_path) == Path("/etc/resolv.conf").read_text()
 
 
 def test_http_server_listens_within_a_second(world: World) -> None:

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from tests.logtext import log_text
 from tests.sandbox import Sandbox, pinned_mounts
 
 pytestmark = pytest.mark.kernel
@@ -43,9 +44,9 @@ def test_container_is_a_process_in_its_own_namespaces(box: Sandbox) -> None:
     environ = Path(f"/proc/{c.pid}/environ").read_bytes().split(b"\0")
     assert b"GREETING=hi" in environ
     deadline = time.monotonic() + 5
-    while "pid=1" not in Path(c.log_path).read_text() and time.monotonic() < deadline:
+    while "pid=1" not in log_text(c.log_path) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert Path(c.log_path).read_text().splitlines()[:2] == ["web-host", "pid=1"]
+    assert log_text(c.log_path).splitlines()[:2] == ["web-host", "pid=1"]
 
 
 def test_stop_records_exit_code_and_remove_frees_everything(box: Sandbox) -> None:

@@ -18,6 +18,7 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 
 from sheep_runtime.model import ALL_CAPABILITIES
 from sheep_runtime.process.capabilities import from_mask
+from tests.logtext import log_text
 from tests.sandbox import Sandbox, sandbox
 
 pytestmark = pytest.mark.kernel
@@ -67,7 +68,7 @@ def run_and_read(box: Sandbox, script: str, **kw: object) -> tuple[pb.Container,
     while box.api.Inspect(pb.InspectRequest(id=c.id)).state != pb.Container.EXITED:
         assert time.monotonic() < deadline, "the hostile container did not finish"
         time.sleep(0.05)
-    return c, Path(c.log_path).read_text()
+    return c, log_text(c.log_path)
 
 
 def results(log: str) -> tuple[dict[str, int], set[str]]:

@@ -159,15 +159,6 @@ def test_detach_and_remove_free_everything(box: Sandbox) -> None:
     assert pinned_mounts(box.run_dir) == []
 
 
-def test_exited_container_keeps_its_address_until_removed(box: Sandbox) -> None:
-    c = box.run("/bin/sleep", "300")
-    box.api.StopContainer(pb.StopContainerRequest(id=c.id, timeout_seconds=1))
-    got = box.api.Inspect(pb.InspectRequest(id=c.id))
-    assert got.networks[0].ip_address == c.networks[0].ip_address
-    assert box.api.InspectNetwork(pb.InspectNetworkRequest(id="sheep0")).leases_allocated == 1
-    box.api.RemoveContainer(pb.RemoveContainerRequest(id=c.id))
-    assert box.api.InspectNetwork(pb.InspectNetworkRequest(id="sheep0")).leases_allocated == 0
-
 
 def test_addresses_and_links_survive_a_restart(box: Sandbox) -> None:
     cs = [box.run("/bin/sleep", "300") for _ in range(3)]

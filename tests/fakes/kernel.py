@@ -13,11 +13,18 @@ from __future__ import annotations
 import errno
 import hashlib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 from typing import Any
 
-from sheep_runtime.model import Link
+from sheep_runtime.model import InterfaceCounters, Link
 from tests.fakes.errors import FakeNamespaceError, link_error
 
 # dev_valid_name(); "all" and "default" too get EINVAL (measured on this kernel).
@@ -49,11 +56,11 @@ class HostLink:
     mac: str
     up: bool = False
     master: int | None = None
-    addresses: set[IPv4Interface] = field(default_factory=set)
+    addresses: set[IPv4Interface | IPv6Interface] = field(default_factory=set)
     peer: tuple[Path, str] | None = None  # veth: (netns pin, peer name)
     port_flags: frozenset[str] = frozenset()
     fdb: set[str] = field(default_factory=set)
-    neighbours: dict[IPv4Address, str] = field(default_factory=dict)
+    neighbours: dict[IPv4Address | IPv6Address, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,9 +73,10 @@ class NsLink:
     mtu: int
     mac: str
     up: bool = False
-    addresses: set[IPv4Interface] = field(default_factory=set)
-    neighbours: dict[IPv4Address, str] = field(default_factory=dict)
+    addresses: set[IPv4Interface | IPv6Interface] = field(default_factory=set)
+    neighbours: dict[IPv4Address | IPv6Address, str] = field(default_factory=dict)
     peer: str | None = None  # veth: the host end's name
+    counters: InterfaceCounters = field(default_factory=InterfaceCounters)  # set by tests
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Netns:
         "lo": NsLink(index=1, name="lo", kind="loopback", mtu=65536,
                      mac="00:00:00:00:00:00")})
     default_route: tuple[IPv4Address, str] | None = None
+    default_route6: tuple[IPv6Address, str] | None = None
     next_index: int = 2
 
 
@@ -166,7 +175,7 @@ class FakeKernel:
             return "UP" if peer is not None and peer.up else "LOWERLAYERDOWN"
         return "UP"
 
-    def connected_routes(self) -> list[IPv4Network]:
+    def connected_routes(self) -> list[IPv4Network | IPv6Network]:
         """The prefix route of each address on an up link."""
         return [a.network for x in self.links.values() if x.up for a in x.addresses]
 
@@ -208,6 +217,8 @@ class FakeKernel:
         ns.links.pop(name, None)
         if ns.default_route is not None and ns.default_route[1] == name:
             ns.default_route = None
+        if ns.default_route6 is not None and ns.default_route6[1] == name:
+            ns.default_route6 = None
 
     # -- what tests compare -------------------------------------------------------
 
@@ -221,16 +232,22 @@ class FakeKernel:
             "addresses": sorted(map(str, x.addresses)),
             "peer": (x.peer[0].name, x.peer[1]) if x.peer else None,
             "port_flags": sorted(x.port_flags), "fdb": sorted(x.fdb),
-            "neighbours": {str(k): v for k, v in sorted(x.neighbours.items())},
+            "neighbours": {str(k): v for k, v in sorted(x.neighbours.items(), key=_by_str)},
         } for x in self.links.values()}
         netns = {p.name: {
             "default_route": (str(ns.default_route[0]), ns.default_route[1])
             if ns.default_route else None,
+            "default_route6": (str(ns.default_route6[0]), ns.default_route6[1])
+            if ns.default_route6 else None,
             "links": {x.name: {
                 "kind": x.kind, "mtu": x.mtu, "mac": x.mac, "up": x.up, "peer": x.peer,
                 "addresses": sorted(map(str, x.addresses)),
-                "neighbours": {str(k): v for k, v in sorted(x.neighbours.items())},
+                "neighbours": {str(k): v for k, v in sorted(x.neighbours.items(), key=_by_str)},
             } for x in ns.links.values()},
         } for p, ns in sorted(self.netns.items())}
         return {"links": links, "netns": netns, "sysctls": dict(sorted(self.sysctls.items())),
                 "open_netns_handles": self.open_handles}
+
+
+def _by_str(item: tuple[object, object]) -> str:
+    return str(item[0])

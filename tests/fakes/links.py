@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 
-from sheep_runtime.model import InterfaceState, Link
+from sheep_runtime.model import InterfaceCounters, InterfaceState, Link
 from tests.fakes.calls import CallLog
 from tests.fakes.errors import FakeKernelError, FakeLinkError, link_error
 from tests.fakes.kernel import FakeKernel, HostLink, NsLink, check_ifname, fake_mac
@@ -37,11 +44,15 @@ class FakeContainerLinks:
 
     async def configure_interface(
         self, *, ifname: str, address: IPv4Interface, mtu: int | None = None,
-        loopback: bool = False, neighbours: Sequence[tuple[IPv4Address, str]] = (),
+        loopback: bool = False,
+        neighbours: Sequence[tuple[IPv4Address | IPv6Address, str]] = (),
+        address6: IPv6Interface | None = None,
     ) -> None:
         self._calls.record("netns.configure_interface", mutating=True, error=_injected)
         link = self._link(ifname, f"configure {ifname} with {address}")
         link.addresses.add(address)
+        if address6 is not None:
+            link.addresses.add(address6)
         link.mtu = mtu or link.mtu
         link.up = True
         if loopback:
@@ -49,17 +60,21 @@ class FakeContainerLinks:
         for ip, mac in neighbours:
             link.neighbours[ip] = mac
 
-    async def add_default_route(self, *, gateway: IPv4Address, ifname: str | None = None
-                                ) -> None:
+    async def add_default_route(self, *, gateway: IPv4Address | IPv6Address,
+                                ifname: str | None = None) -> None:
         self._calls.record("netns.add_default_route", mutating=True, error=_injected)
         what = f"add default route via {gateway}"
         ns = self._kernel.ns(self.netns, what)
         candidates = [self._link(ifname, what)] if ifname else list(ns.links.values())
-        via = next((x for x in candidates if x.up
-                    and any(gateway in a.network for a in x.addresses)), None)
+        via = next((x for x in candidates if x.up and any(
+            a.version == gateway.version and gateway in a.network for a in x.addresses)),
+            None)
         if via is None:
             raise link_error(what, errno.ENETUNREACH)
-        ns.default_route = (gateway, via.name)
+        if isinstance(gateway, IPv6Address):
+            ns.default_route6 = (gateway, via.name)
+        else:
+            ns.default_route = (gateway, via.name)
 
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         self._calls.record("netns.read_interface", mutating=False)
@@ -70,9 +85,17 @@ class FakeContainerLinks:
         operstate = "UP" if x.up else "DOWN"
         link = Link(index=x.index, name=x.name, kind=x.kind, master=None,
                     operstate=operstate, mtu=x.mtu, mac=x.mac, up=x.up)
-        return InterfaceState(link=link, addresses=tuple(sorted(x.addresses)),
+        return InterfaceState(link=link, addresses=tuple(sorted(
+            a for a in x.addresses if isinstance(a, IPv4Interface))),
                               default_gateway=ns.default_route[0] if ns.default_route
                               else None)
+
+    async def interface_counters(self, ifname: str) -> InterfaceCounters | None:
+        self._calls.record("netns.interface_counters", mutating=False)
+        if self._closed:
+            raise FakeLinkError(f"netns {self.netns}: handle is closed", errno=errno.EBADF)
+        x = self._kernel.ns(self.netns, f"read counters of {ifname}").links.get(ifname)
+        return None if x is None else x.counters
 
     def close(self) -> None:
         self._calls.record("netns.close", mutating=False)
@@ -92,7 +115,7 @@ class FakeLinks:
         self._calls.record(f"links.{name}", mutating=mutating, error=_injected)
 
     async def ensure_bridge(self, *, name: str, mac: str, gateway: IPv4Interface,
-                            mtu: int) -> int:
+                            mtu: int, gateway6: IPv6Interface | None = None) -> int:
         self._record("ensure_bridge", mutating=True)
         what = f"ensure bridge {name}"
         link = self._kernel.links.get(name)
@@ -104,6 +127,8 @@ class FakeLinks:
             link.neighbours.clear()  # a bridge MAC change wipes its neighbour table
         link.mtu, link.mac, link.up = mtu, mac, True
         link.addresses.add(gateway)
+        if gateway6 is not None:
+            link.addresses.add(gateway6)
         return link.index
 
     async def delete_link(self, ifname: str) -> bool:
@@ -126,7 +151,12 @@ class FakeLinks:
 
     async def route_destinations(self) -> list[IPv4Network]:
         self._record("route_destinations", mutating=False)
-        return [*self._kernel.routes, *self._kernel.connected_routes()]
+        return [*self._kernel.routes, *(n for n in self._kernel.connected_routes()
+                                        if isinstance(n, IPv4Network))]
+
+    async def route_destinations6(self) -> list[IPv6Network]:
+        self._record("route_destinations6", mutating=False)
+        return [n for n in self._kernel.connected_routes() if isinstance(n, IPv6Network)]
 
     async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int,
                           netns: Path, peer_ifname: str, peer_mac: str) -> int:
@@ -158,26 +188,31 @@ class FakeLinks:
 
     async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
                                  address: IPv4Address, hairpin: bool = False,
-                                 isolated: bool = False) -> None:
+                                 isolated: bool = False,
+                                 address6: IPv6Address | None = None) -> None:
         self._record("add_bridge_entries", mutating=True)
         what = f"add bridge entries for {address} ({mac}) on port {port_index}"
         bridge = self._kernel.bridge(bridge_index, what)
         port = self._port(port_index, bridge_index, what)
-        flags = {"proxyarp"} | ({"hairpin"} if hairpin else set()) | (
+        # as the kernel port: no PROXYARP on a dual-stack network (it would stop ND)
+        flags = ({"proxyarp"} if address6 is None else set()) | (
+            {"hairpin"} if hairpin else set()) | (
             {"isolated"} if isolated else set())
         port.port_flags = frozenset(flags)
         port.fdb.add(mac)
         bridge.neighbours[address] = mac
+        if address6 is not None:
+            bridge.neighbours[address6] = mac
 
-    async def remove_bridge_entries(self, *, bridge_index: int, address: IPv4Address
-                                    ) -> bool:
+    async def remove_bridge_entries(self, *, bridge_index: int,
+                                    address: IPv4Address | IPv6Address) -> bool:
         self._record("remove_bridge_entries", mutating=True)
         bridge = self._kernel.by_index(bridge_index)
         if bridge is None:
             return False
         return bridge.neighbours.pop(address, None) is not None
 
-    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address]:
+    async def bridge_neighbours(self, bridge_index: int) -> list[IPv4Address | IPv6Address]:
         self._record("bridge_neighbours", mutating=False)
         bridge = self._kernel.by_index(bridge_index)
         return [] if bridge is None else list(bridge.neighbours)

@@ -13,12 +13,24 @@ import asyncio
 import errno
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
-from sheep_runtime.errors import InvalidArgument, KernelError
-from sheep_runtime.model import ALL_CAPABILITIES, ExitStatus, ProcessHandle, ProcessSpec
+from sheep_runtime.errors import FailedPrecondition, InvalidArgument, KernelError
+from sheep_runtime.model import (
+    ALL_CAPABILITIES,
+    CgroupUsage,
+    ExecResult,
+    ExecSpec,
+    ExitStatus,
+    LogQuery,
+    LogRecord,
+    LogStream,
+    ProcessHandle,
+    ProcessSpec,
+)
 from tests.fakes.calls import CallLog
 from tests.fakes.kernel import FakeKernel
 
@@ -54,11 +66,16 @@ class FakeProcesses:
         self._pids = count(1000, 2)
         self._procs: dict[int, _Process] = {}
         self.exit_records: dict[Path, ExitStatus] = {}
+        self.logs: dict[Path, list[LogRecord]] = {}  # by container dir, oldest first
+        self.log_queries: list[LogQuery] = []  # as `read_logs` got them
         self.corrupt_records: set[Path] = set()  # read_exit_status raises for these
         self.sigterm_exit_code: int | None = 143
         self.stop_signals: dict[str, int] = {}  # the last one `stop` sent, by container
         # What the daemon's own bounding set allows; a test may narrow it.
         self.capabilities: frozenset[str] = frozenset(ALL_CAPABILITIES)
+        self.execs: list[tuple[str, ExecSpec]] = []  # (container id, spec) of each exec
+        self.exec_result: ExecResult | None = None  # what exec returns, if set
+        self.cgroup_unreadable = False
 
     # -- the Protocol -------------------------------------------------------------
 
@@ -126,10 +143,61 @@ class FakeProcesses:
             raise KernelError(f"corrupt exit status in {container_dir}/exit")
         return self.exit_records.get(container_dir)
 
-    def rotate_log(self, container_dir: Path) -> bool:
-        # Called from a worker thread; the fake keeps no log.
-        self._calls.record("processes.rotate_log", mutating=False)
-        return False
+    async def read_logs(self, container_dir: Path, query: LogQuery
+                        ) -> AsyncIterator[LogRecord]:
+        """The records a test wrote (`write_log`) matching `query`; with follow, new
+        ones until the container dir has an exit record."""
+        self._calls.record("processes.read_logs", mutating=False)
+        self.log_queries.append(query)
+        records = self.logs.setdefault(container_dir, [])
+
+        def matches(r: LogRecord) -> bool:
+            return (r.stream in query.streams and r.time_ns >= query.since_ns
+                    and not (query.until_ns and r.time_ns >= query.until_ns))
+
+        found = [r for r in records if matches(r)]
+        for r in found if query.tail is None else found[len(found) - query.tail:]:
+            yield r
+        sent = len(records)
+        while query.follow:
+            ended = container_dir in self.exit_records
+            new, sent = records[sent:], len(records)
+            for r in new:
+                if matches(r):
+                    yield r
+            if ended:
+                return
+            await asyncio.sleep(0.005)
+
+    async def exec(self, container_id: str, container_dir: Path, spec: ExecSpec
+                   ) -> ExecResult:
+        """Echoes argv (or returns `exec_result` if a test set one), kept to
+        `spec.max_output` bytes; the specs run are in `execs`."""
+        self._calls.record("processes.exec", mutating=False)
+        if not spec.argv or any("\0" in a for a in spec.argv):
+            raise InvalidArgument("command must be non-empty, without NUL bytes",
+                                  field="command")
+        if not any(p.spec.container_id == container_id for p in self._live()):
+            raise FailedPrecondition(f"container {container_id[:12]} is not running",
+                                     reason="CONTAINER_NOT_RUNNING")
+        self.execs.append((container_id, spec))
+        if self.exec_result is not None:
+            return self.exec_result
+        out = (" ".join(spec.argv) + "\n").encode()
+        return ExecResult(exit_code=0, stdout=out[:spec.max_output],
+                          stdout_truncated=len(out) > spec.max_output, stderr=b"")
+
+    async def cgroup_usage(self, container_id: str) -> CgroupUsage | None:
+        """One task, the container's limits; None unless it runs or if a test set
+        `cgroup_unreadable`."""
+        self._calls.record("processes.cgroup_usage", mutating=False)
+        live = [p for p in self._live() if p.spec.container_id == container_id]
+        if not live or self.cgroup_unreadable:
+            return None
+        limits = live[-1].spec.resources
+        return CgroupUsage(cpu_usage_ns=1_000_000, memory_usage_bytes=1 << 20,
+                           memory_limit_bytes=limits.memory_bytes, pids_current=1,
+                           pids_limit=limits.pids_limit)
 
     # -- for tests ----------------------------------------------------------------
 
@@ -140,6 +208,13 @@ class FakeProcesses:
                 self._end(p.handle.shim_pid, code)
                 return
         raise LookupError(f"no live process of container {container_id}")
+
+    def write_log(self, container_id: str, data: bytes, stream: LogStream = "stdout",
+                  *, time_ns: int | None = None) -> None:
+        """The container's command writes a line (or part of one, without newline)."""
+        record = LogRecord(stream, time.time_ns() if time_ns is None else time_ns, data,
+                           partial=not data.endswith(b"\n"))
+        self.logs.setdefault(self.spec_of(container_id).container_dir, []).append(record)
 
     def live(self) -> list[str]:
         """Ids of the containers whose process runs."""

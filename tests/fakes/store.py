@@ -3,7 +3,7 @@ with StoreError before it reaches the database (a transaction that never began).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from sheep_runtime.errors import StoreError
 from sheep_runtime.model import Attachment, Container, ContainerState, Network
@@ -48,6 +48,10 @@ class FaultyStore:
         self._read("ipam_cursor")
         return self.inner.ipam_cursor(network_id)
 
+    def ipam_cursor6(self, network_id: str) -> IPv6Address | None:
+        self._read("ipam_cursor6")
+        return self.inner.ipam_cursor6(network_id)
+
     def add_container(self, c: Container) -> None:
         self._write("add_container")
         self.inner.add_container(c)
@@ -80,9 +84,10 @@ class FaultyStore:
         self._read("find_containers")
         return self.inner.find_containers(ref)
 
-    def add_attachment(self, a: Attachment, *, dynamic: bool) -> None:
+    def add_attachment(self, a: Attachment, *, dynamic: bool, dynamic6: bool = False
+                       ) -> None:
         self._write("add_attachment")
-        self.inner.add_attachment(a, dynamic=dynamic)
+        self.inner.add_attachment(a, dynamic=dynamic, dynamic6=dynamic6)
 
     def remove_attachment(self, container_id: str, network_id: str) -> None:
         self._write("remove_attachment")
@@ -101,7 +106,8 @@ class FaultyStore:
         self._read("attachments_by_host_interface")
         return self.inner.attachments_by_host_interface(host_interface)
 
-    def lease_holder(self, network_id: str, address: IPv4Address) -> str | None:
+    def lease_holder(self, network_id: str, address: IPv4Address | IPv6Address
+                     ) -> str | None:
         self._read("lease_holder")
         return self.inner.lease_holder(network_id, address)
 

@@ -15,6 +15,7 @@ import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
 from tests.images.builders import Entry, busybox_entries, layer, oci_layout
+from tests.logtext import log_text
 from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.kernel
@@ -26,7 +27,7 @@ SCRIPT = ("ls /; echo host=$(cat /etc/hostname); echo cwd=$(pwd); echo env=$GREE
 def wait_log(c: pb.Container, marker: str, timeout: float = 10) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        text = Path(c.log_path).read_text() if Path(c.log_path).exists() else ""
+        text = log_text(c.log_path)
         if marker in text or time.monotonic() > deadline:
             return text
         time.sleep(0.02)

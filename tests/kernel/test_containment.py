@@ -28,6 +28,7 @@ from sheep_runtime.netlink import create_pinned_netns, delete_pinned_netns
 from sheep_runtime.process import capabilities, procfs
 from sheep_runtime.process.bundle import DEFAULT_PATH
 from tests.kernel.test_process import World, log_until, make_world
+from tests.logtext import log_text
 from tests.sandbox import CONTAINER_PYTHON
 
 pytestmark = pytest.mark.kernel
@@ -162,7 +163,7 @@ async def probe(world: World, daemon: Daemon, *, hostile: bool = True,
     spec = world.spec(CONTAINER_PYTHON, "-c", PROBE, daemon.paths(),
                       "hostile" if hostile else "tame", hidden_paths=daemon.hidden, **fields)
     status = await world.procs.wait_exit(await world.start(spec))
-    log = (spec.container_dir / "log").read_text()
+    log = log_text(spec.container_dir / "log")
     assert status.code == 0, log
     (line,) = [x for x in log.splitlines() if x.startswith("PROBE ")]
     result: dict[str, Any] = json.loads(line.removeprefix("PROBE "))
@@ -242,7 +243,7 @@ async def test_request_env_reaches_only_the_container(
         assert environ(pid) == {"PATH": DEFAULT_PATH, "PWD": "/"}, pid
     os.kill(h.pid, signal.SIGUSR1)
     assert (await world.procs.wait_exit(h)).code == 0
-    log = (spec.container_dir / "log").read_text()
+    log = log_text(spec.container_dir / "log")
     assert "preloaded into pid 1\n" in log  # it did reach the container
     assert list(marks.iterdir()) == []  # ... and nothing outside it
 

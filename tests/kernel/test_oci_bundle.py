@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 
 from sheep_runtime.errors import InvalidArgument, KernelError
-from sheep_runtime.model import DEFAULT_CAPABILITIES, ProcessSpec
+from sheep_runtime.model import DEFAULT_CAPABILITIES, ProcessSpec, Resources
 from sheep_runtime.process import OciProcesses, capabilities, seccomp
-from sheep_runtime.process.bundle import DOCKER_MASKED_PATHS, DOCKER_READONLY_PATHS, SHIM_PATH
+from sheep_runtime.process.bundle import (
+    DOCKER_MASKED_PATHS,
+    DOCKER_READONLY_PATHS,
+    SHIM_PATH,
+    resources,
+)
+from sheep_runtime.process.limits import swap_limit_supported
 
 NETNS = Path("/run/sheep/netns/c1")
 STATE, RUN = Path("/var/lib/sheep"), Path("/run/sheep")
@@ -219,3 +225,35 @@ def test_debian_profile() -> None:
 def test_missing_profile_is_a_kernel_error(tmp_path: Path) -> None:
     with pytest.raises(KernelError, match="golang-github-containers-common"):
         seccomp.load_profile(tmp_path / "none.json")
+
+
+MiB = 1024 * 1024
+
+
+def test_no_limits_by_default(procs: OciProcesses) -> None:
+    assert procs.config(spec())["linux"]["resources"] == {
+        "devices": [{"allow": False, "access": "rwm"}]}
+
+
+def test_resources_become_cgroup_limits(procs: OciProcesses) -> None:
+    limits = Resources(memory_bytes=64 * MiB, cpus=1.5, pids_limit=10)
+    r = procs.config(spec(resources=limits))["linux"]["resources"]
+    memory = {"limit": 64 * MiB, "swap": 64 * MiB} if swap_limit_supported() else {
+        "limit": 64 * MiB}
+    assert r == {"devices": [{"allow": False, "access": "rwm"}], "memory": memory,
+                 "cpu": {"quota": 150_000, "period": 100_000}, "pids": {"limit": 10}}
+    privileged = procs.config(spec(resources=limits, privileged=True, capabilities=()))
+    assert privileged["linux"]["resources"]["pids"] == {"limit": 10}
+
+
+@pytest.mark.parametrize(("limits", "swap_limit", "expected"), [
+    (Resources(memory_bytes=6 * MiB), True, {"memory": {"limit": 6 * MiB, "swap": 6 * MiB}}),
+    (Resources(memory_bytes=6 * MiB), False, {"memory": {"limit": 6 * MiB}}),
+    (Resources(cpus=0.01), True, {"cpu": {"quota": 1000, "period": 100_000}}),
+    (Resources(cpus=2), True, {"cpu": {"quota": 200_000, "period": 100_000}}),
+    (Resources(pids_limit=1), True, {"pids": {"limit": 1}}),
+    (Resources(), True, {}),
+])
+def test_each_limit_alone(limits: Resources, swap_limit: bool, expected: dict[str, Any]
+                          ) -> None:
+    assert resources(limits, swap_limit=swap_limit) == expected

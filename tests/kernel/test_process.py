@@ -33,7 +33,6 @@ from sheep_runtime.process import (
     process_start_time,
     procfs,
     read_exit_status,
-    rotate_log,
 )
 from tests.sandbox import CONTAINER_PYTHON
 
@@ -426,30 +425,6 @@ def test_read_exit_status(tmp_path: Path) -> None:
         with pytest.raises(CorruptExitRecord):
             read_exit_status(tmp_path)
     assert issubclass(CorruptExitRecord, KernelError)
-
-
-def test_rotate_log(tmp_path: Path) -> None:
-    assert not rotate_log(tmp_path, max_bytes=10, keep=2)  # no log yet
-    log = tmp_path / "log"
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # as the container holds it
-    try:
-        os.write(fd, b"0123456789")
-        assert not rotate_log(tmp_path, max_bytes=10, keep=2)  # not over the limit
-        for generation in "abc":
-            os.write(fd, generation.encode() * 11)
-            assert rotate_log(tmp_path, max_bytes=10, keep=2)
-            assert log.stat().st_size == 0
-        os.write(fd, b"new")  # O_APPEND: at the new end, no hole
-        assert log.read_bytes() == b"new"
-        assert (tmp_path / "log.1").read_bytes() == b"c" * 11
-        assert (tmp_path / "log.2").read_bytes() == b"b" * 11
-        assert not (tmp_path / "log.3").exists()  # the oldest was dropped
-    finally:
-        os.close(fd)
-    procs = OciProcesses(tmp_path / "runc", log_max_bytes=2, log_keep=1)  # the backend's
-    assert procs.rotate_log(tmp_path)
-    assert (tmp_path / "log.1").read_bytes() == b"new" and log.read_bytes() == b""
-    assert not procs.rotate_log(tmp_path)
 
 
 def test_process_identity() -> None:

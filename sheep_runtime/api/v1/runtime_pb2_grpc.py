@@ -145,6 +145,16 @@ class RuntimeServiceStub:
                 request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.StatsRequest.SerializeToString,
                 response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStats.FromString,
                 _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/GetCluster',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Cluster.FromString,
+                _registered_method=True)
+        self.LeaveCluster = channel.unary_unary(
+                '/sheep.runtime.v1.RuntimeService/LeaveCluster',
+                request_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LeaveClusterRequest.SerializeToString,
+                response_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LeaveClusterResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -352,6 +362,25 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCluster(self, request, context):
+        """Reports cluster mode: the backend, the cluster network, this node and every node
+        that holds a subnet (from etcd). Single host: enabled is false and the rest empty.
+        Errors: UNAVAILABLE (etcd cannot be reached; the data plane keeps its last state).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveCluster(self, request, context):
+        """Releases this node's subnet in etcd (its peers remove their routes to it) once no
+        container is attached to the cluster network; the daemon then leaves cluster mode
+        until it is restarted. Errors: FAILED_PRECONDITION (not in cluster mode, or
+        containers attached: listed in the message), UNAVAILABLE (etcd unreachable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -464,6 +493,16 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.StatsRequest.FromString,
                     response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStats.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.GetClusterRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.Cluster.SerializeToString,
+            ),
+            'LeaveCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveCluster,
+                    request_deserializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LeaveClusterRequest.FromString,
+                    response_serializer=sheep_dot_runtime_dot_v1_dot_runtime__pb2.LeaveClusterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1061,6 +1100,60 @@ class RuntimeService:
             '/sheep.runtime.v1.RuntimeService/Stats',
             sheep_dot_runtime_dot_v1_dot_runtime__pb2.StatsRequest.SerializeToString,
             sheep_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/GetCluster',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.GetClusterRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.Cluster.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sheep.runtime.v1.RuntimeService/LeaveCluster',
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.LeaveClusterRequest.SerializeToString,
+            sheep_dot_runtime_dot_v1_dot_runtime__pb2.LeaveClusterResponse.FromString,
             options,
             channel_credentials,
             insecure,

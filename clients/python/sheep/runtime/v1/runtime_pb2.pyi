@@ -660,3 +660,53 @@ class Event(_message.Message):
     network: str
     attributes: _containers.ScalarMap[str, str]
     def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., container_id: _Optional[str] = ..., network: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterNode(_message.Message):
+    __slots__ = ("name", "underlay_address", "subnet", "vtep_mac", "state")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UNDERLAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    VTEP_MAC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    underlay_address: str
+    subnet: str
+    vtep_mac: str
+    state: str
+    def __init__(self, name: _Optional[str] = ..., underlay_address: _Optional[str] = ..., subnet: _Optional[str] = ..., vtep_mac: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class Cluster(_message.Message):
+    __slots__ = ("enabled", "backend", "network", "subnet_length", "vni", "port", "self", "nodes", "etcd_endpoints")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    VNI_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SELF_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ETCD_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    backend: str
+    network: str
+    subnet_length: int
+    vni: int
+    port: int
+    self: ClusterNode
+    nodes: _containers.RepeatedCompositeFieldContainer[ClusterNode]
+    etcd_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self_, enabled: _Optional[bool] = ..., backend: _Optional[str] = ..., network: _Optional[str] = ..., subnet_length: _Optional[int] = ..., vni: _Optional[int] = ..., port: _Optional[int] = ..., self: _Optional[_Union[ClusterNode, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[ClusterNode, _Mapping]]] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LeaveClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LeaveClusterResponse(_message.Message):
+    __slots__ = ("subnet",)
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    subnet: str
+    def __init__(self, subnet: _Optional[str] = ...) -> None: ...
