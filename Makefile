@@ -12,7 +12,7 @@ APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-v
 TEST_APT_PACKAGES := podman containernetworking-plugins busybox-static openssl gcc systemd \
   etcd-server etcd-client
 # The baselines `make bench` measures against.
-BENCH_APT_PACKAGES := containernetworking-plugins dnsmasq-base
+BENCH_APT_PACKAGES := containernetworking-plugins dnsmasq-base etcd-server etcd-client
 PROTO := proto/sheep/runtime/v1/runtime.proto
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
@@ -158,6 +158,8 @@ bench: venv
 	$(PY) bench/bench_attach.py
 	$(PY) bench/bench_cni.py
 	$(PY) bench/bench_dns.py
+	$(PY) bench/bench_firewall.py
+	$(PY) bench/bench_cluster.py
 
 clean: uninstall
 	rm -rf $(VENV) build *.egg-info clients/python/*.egg-info

@@ -9,6 +9,7 @@ Usage: python bench/bench_attach.py [--containers 200] [--scale 1000]
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -112,6 +113,71 @@ def bench_baseline(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, fl
     return a, d
 
 
+NETAVARK = Path("/usr/lib/podman/netavark")  # Debian package netavark
+DETACH_P50_TARGET, DETACH_RATE_TARGET = 0.1, 5.0  # issue #16, against netavark
+
+
+def bench_netavark(box: Sandbox, tmp: Path, n: int, concurrency: int
+                   ) -> tuple[dict[str, float], ...]:
+    """netavark setup / teardown of one bridge network as podman drives it (options
+    JSON on stdin, the container netns as argument), inside the sandbox netns."""
+    names = [f"nv{box.tag}{i}" for i in range(n)]
+    for name in names:
+        sh("ip", "netns", "add", name)
+    config = tmp / f"netavark-{concurrency}"
+    net_id = "b" * 64
+
+    def options(i: int) -> str:
+        return json.dumps({
+            "container_id": f"{i:064x}", "container_name": f"nv{i}",
+            "networks": {"nvbench": {"interface_name": "eth0",
+                                     "static_ips": [f"10.89.{i // 250}.{2 + i % 250}"]}},
+            "network_info": {"nvbench": {
+                "dns_enabled": False, "driver": "bridge", "id": net_id, "internal": False,
+                "ipv6_enabled": False, "name": "nvbench", "network_interface": "nvbr0",
+                "subnets": [{"gateway": "10.89.255.254", "subnet": "10.89.0.0/16"}]}}})
+
+    def call(command: str) -> Callable[[int], None]:
+        def one(i: int) -> None:
+            subprocess.run(["nsenter", f"--net=/run/netns/{box.name}", str(NETAVARK),
+                            "--config", str(config), command, f"/run/netns/{names[i]}"],
+                           input=options(i), text=True, check=True, capture_output=True)
+        return one
+
+    try:
+        a = row(f"netavark setup (concurrency {concurrency})",
+                *timed(call("setup"), range(n), concurrency))
+        d = row(f"netavark teardown (concurrency {concurrency})",
+                *timed(call("teardown"), range(n), concurrency))
+    finally:
+        for name in names:
+            sh("ip", "netns", "del", name, check=False)
+    return a, d
+
+
+def report_detach(results: dict[tuple[str, int], tuple[dict[str, float], ...]]) -> None:
+    """Detach p50 and rate against the baseline and, if it ran, netavark."""
+    (_, s1), (_, s8) = results[("sheepd", 1)], results[("sheepd", 8)]
+    (_, b1), (_, b8) = results[("baseline", 1)], results[("baseline", 8)]
+    print(f"detach p50 {s1['p50']:.2f} ms = {s1['p50'] / b1['p50']:.3f}x baseline's "
+          f"({b1['p50']:.2f} ms); rate at concurrency 8 {s8['rate']:.0f}/s = "
+          f"{s8['rate'] / b8['rate']:.1f}x baseline's")
+    if ("netavark", 1) not in results:
+        print(f"target detach p50 <= {DETACH_P50_TARGET} of netavark teardown: not measured "
+              f"({NETAVARK} not installed)")
+        print(f"target detach rate >= {DETACH_RATE_TARGET}x netavark at concurrency 8: "
+              "not measured")
+        return
+    (_, n1), (_, n8) = results[("netavark", 1)], results[("netavark", 8)]
+    ratio, rate = s1["p50"] / n1["p50"], s8["rate"] / n8["rate"]
+    print(f"target detach p50 <= {DETACH_P50_TARGET} of netavark teardown: measured "
+          f"{ratio:.3f} ({s1['p50']:.2f} vs {n1['p50']:.2f} ms) "
+          f"{'ok' if ratio <= DETACH_P50_TARGET else 'MISSED'}")
+    print(f"target detach rate >= {DETACH_RATE_TARGET}x netavark at concurrency 8: measured "
+          f"{rate:.1f}x ({s8['rate']:.0f} vs {n8['rate']:.0f}/s) "
+          f"{'ok' if rate >= DETACH_RATE_TARGET else 'MISSED'}")
+
+
 DUAL_TARGET = 1.3  # issue #14: dual-stack attach p50 at most 1.3x IPv4-only
 
 
@@ -172,6 +238,8 @@ def main() -> None:
         for c in (1, 8):
             results[("sheepd", c)] = bench_sheepd(box, a.containers, c)
             results[("baseline", c)] = bench_baseline(box, a.containers, c)
+            if NETAVARK.exists():
+                results[("netavark", c)] = bench_netavark(box, Path(tmp), a.containers, c)
         print()
         for c in (1, 8):
             (sa, sd), (ba, bd) = results[("sheepd", c)], results[("baseline", c)]
@@ -180,6 +248,7 @@ def main() -> None:
                   f"{sd['rate'] / bd['rate']:.1f}x the rate")
         d1, d8 = results[("sheepd", 1)][1], results[("sheepd", 8)][1]
         print(f"detach throughput, concurrency 8 vs 1: {d8['rate'] / d1['rate']:.1f}x")
+        report_detach(results)
         if a.dual:
             print()
             bench_dual_stack(box, a.dual)

@@ -43,6 +43,9 @@ class ClusterFlags:
     network: IPv4Network
     subnet_len: int
     backend: str
+    vni: int = 42
+    port: int = 4789
+    reconcile_seconds: float = 30.0  # full reconcile of etcd against the kernel
     etcd_cacert: Path | None = None
     etcd_cert: Path | None = None
     etcd_key: Path | None = None
@@ -62,6 +65,8 @@ class Config:
     default_bridge: str
     default_subnet: IPv4Network
     default_subnet6: IPv6Network | None = None  # dual stack for the default network
+    # MTU of the default network; None: 1500. Cluster mode sets the overlay's.
+    default_mtu: int | None = None
     tls: TLSFiles | None = None  # set exactly when `listen` is
     socket_group: str = ""  # group that may use the socket (mode 0660), or none (0600)
     cni_socket: Path | None = None  # the CNI plugin's socket (mode 0600), or no CNI
@@ -209,6 +214,14 @@ def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
                    help="prefix length of each node's slice (SHEEP_CLUSTER_SUBNET_LEN)")
     g.add_argument("--cluster-backend", default=_env("CLUSTER_BACKEND", "vxlan"),
                    choices=["vxlan", "host-gw"], help="(SHEEP_CLUSTER_BACKEND)")
+    g.add_argument("--cluster-vni", type=int, default=int(_env("CLUSTER_VNI", "42")),
+                   help="VXLAN network identifier (SHEEP_CLUSTER_VNI)")
+    g.add_argument("--cluster-port", type=int, default=int(_env("CLUSTER_PORT", "4789")),
+                   help="VXLAN UDP port (SHEEP_CLUSTER_PORT)")
+    g.add_argument("--cluster-reconcile-seconds", type=float,
+                   default=float(_env("CLUSTER_RECONCILE_SECONDS", "30")),
+                   help="period of the full reconcile of etcd against the kernel "
+                        "(SHEEP_CLUSTER_RECONCILE_SECONDS)")
     for name in ("cacert", "cert", "key"):
         g.add_argument(f"--etcd-{name}", default=_env(f"ETCD_{name.upper()}", ""),
                        help=f"PEM {name} for etcd's TLS (SHEEP_ETCD_{name.upper()})")
@@ -225,10 +238,15 @@ def _cluster_flags(p: argparse.ArgumentParser, a: argparse.Namespace) -> Cluster
         p.error(f"--cluster-subnet-len {a.cluster_subnet_len} does not fit in {network}")
     if bool(a.etcd_cert) != bool(a.etcd_key):
         p.error("--etcd-cert and --etcd-key go together")
+    if not 1 <= a.cluster_vni <= 0xFFFFFF or not 1 <= a.cluster_port <= 65535:
+        p.error("--cluster-vni must be 1-16777215 and --cluster-port 1-65535")
+    if a.cluster_reconcile_seconds <= 0:
+        p.error("--cluster-reconcile-seconds must be positive")
     return ClusterFlags(
         etcd=tuple(u.strip() for u in a.cluster_etcd.split(",") if u.strip()),
         node_name=a.node_name, underlay_address=a.underlay_address, network=network,
-        subnet_len=a.cluster_subnet_len, backend=a.cluster_backend,
+        subnet_len=a.cluster_subnet_len, backend=a.cluster_backend, vni=a.cluster_vni,
+        port=a.cluster_port, reconcile_seconds=a.cluster_reconcile_seconds,
         etcd_cacert=Path(a.etcd_cacert) if a.etcd_cacert else None,
         etcd_cert=Path(a.etcd_cert) if a.etcd_cert else None,
         etcd_key=Path(a.etcd_key) if a.etcd_key else None)

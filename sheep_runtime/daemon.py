@@ -23,7 +23,7 @@ from sheep_runtime import __version__, notify
 from sheep_runtime.api.interceptor import runtime_service_interceptor
 from sheep_runtime.api.server import build_server
 from sheep_runtime.api.servicer import RuntimeServicer
-from sheep_runtime.cluster import ClusterAgent, ClusterConfig, NodeSettings, SubnetLease
+from sheep_runtime.cluster import ClusterAgent, ClusterConfig, NodeSettings
 from sheep_runtime.cluster.etcd import route_source
 from sheep_runtime.cluster.model import EtcdTLS
 from sheep_runtime.cni.queue import drain_del_queue
@@ -32,12 +32,12 @@ from sheep_runtime.config import DEFAULT_NETWORK, Config, parse_args
 from sheep_runtime.dns import DnsServer, Forwarder, host_upstreams, parse_upstreams
 from sheep_runtime.errors import SheepError
 from sheep_runtime.firewall import Firewall, FirewallMonitor
-from sheep_runtime.firewall.rules import ClusterRules
 from sheep_runtime.images import ImageStore
 from sheep_runtime.logs import setup_logging
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.netlink import LinkManager, NetlinkMonitor, PinnedNamespaces
 from sheep_runtime.netlink.vxlan import Overlay
+from sheep_runtime.ops.cluster import ClusterService
 from sheep_runtime.ops.events import EventBus
 from sheep_runtime.ops.runtime import Backends, Runtime, build_runtime
 from sheep_runtime.process import OciProcesses
@@ -108,15 +108,14 @@ async def serve(config: Config) -> str | None:
         await close_backends(backends)
         raise
     rt = await build_runtime(config, backends, metrics=metrics, events=events)
+    membership = ClusterService(member=cluster, store=backends.store, networks=rt.networks,
+                                firewall=rt.firewall, tasks=rt.tasks, events=events)
     try:
+        membership.prime()  # the first firewall sync already opens VXLAN to the peers
         await rt.start()
         _start_monitors(rt, backends)
-        if cluster is not None:
-            await cluster.start_overlay()
-            cluster.on_peers = lambda peers: _cluster_firewall(rt, cluster, peers)
-            _cluster_firewall(rt, cluster, [])
-            rt.tasks.service("cluster-watch", cluster.run)
-        servicer = RuntimeServicer(runtime=rt, backends={
+        membership.start()
+        servicer = RuntimeServicer(runtime=rt, cluster=membership, backends={
             "netlink": "raw rtnetlink (netlink/codec.py)",
             "firewall": "nftables (libnftables JSON)", "store": "sqlite",
             "process": "runc (OCI runtime) under a per-container shim"})
@@ -140,18 +139,11 @@ async def serve(config: Config) -> str | None:
     return failure
 
 
-def _cluster_firewall(rt: Runtime, agent: ClusterAgent, peers: Sequence[SubnetLease]) -> None:
-    """Open the firewall to the current peers' VXLAN (and keep masquerade off inside)."""
-    cfg = agent.settings.config
-    rt.firewall.cluster = ClusterRules(network=cfg.network, device=agent.device, port=cfg.port,
-                                       peers=tuple(p.public_ip for p in peers))
-    rt.tasks.spawn("cluster-firewall", rt.firewall.sync())
-
-
 async def _join_cluster(config: Config, backends: Backends, metrics: Metrics
                         ) -> tuple[Config, ClusterAgent | None]:
-    """Cluster mode: join (config CAS, this node's subnet) before the runtime is built,
-    and make the default network this node's slice of the cluster network."""
+    """Cluster mode: join (config CAS, this node's subnet) and converge the overlay
+    device before the runtime is built; the default network becomes this node's slice
+    of the cluster network, with the overlay's MTU (underlay - 50 with vxlan)."""
     flags = config.cluster
     if flags is None:
         return config, None
@@ -161,7 +153,8 @@ async def _join_cluster(config: Config, backends: Backends, metrics: Metrics
         name=flags.node_name, endpoints=flags.etcd,
         underlay=IPv4Address(flags.underlay_address or route_source(flags.etcd[0])),
         config=ClusterConfig(network=flags.network, subnet_len=flags.subnet_len,
-                             backend=flags.backend),
+                             backend=flags.backend, vni=flags.vni, port=flags.port),
+        reconcile_seconds=flags.reconcile_seconds,
         tls=(EtcdTLS(cacert=flags.etcd_cacert, cert=flags.etcd_cert, key=flags.etcd_key)
              if flags.etcd_cacert or flags.etcd_cert else None))
     overlay = Overlay(backend=flags.backend)
@@ -169,10 +162,11 @@ async def _join_cluster(config: Config, backends: Backends, metrics: Metrics
     agent = ClusterAgent(settings, dataplane=overlay, metrics=metrics, on_close=overlay.close)
     try:
         subnet = await agent.join(stored)
+        _, mtu = await agent.start_overlay()
     except BaseException:
         await agent.close()
         raise
-    return dataclasses.replace(config, default_subnet=subnet), agent
+    return dataclasses.replace(config, default_subnet=subnet, default_mtu=mtu), agent
 
 
 def _start_monitors(rt: Runtime, backends: Backends) -> None:

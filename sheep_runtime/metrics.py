@@ -37,9 +37,10 @@ class Metrics:
         self._network_metrics(r)
         self._kernel_metrics(r)
         self._daemon_metrics(r)
+        self._cluster_metrics(r)
         # Known label values are exported at 0 from the start, so that increase() and
         # rate() see the first event too.
-        for kind in ("link", "bridge", "address", "firewall"):
+        for kind in ("link", "bridge", "address", "firewall", "overlay"):
             self.repairs.labels(kind)
         for kind in ("veth", "bridge", "netns", "container_dir", "neighbour"):
             self.leaks_collected.labels(kind)
@@ -123,6 +124,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r)
         self.dns_cache_hits = Counter("sheep_dns_cache_hits",
                                       "Forwarded queries answered from the cache.", registry=r)
+
+    def _cluster_metrics(self, r: CollectorRegistry) -> None:
+        self.cluster_peers = Gauge("sheep_cluster_peers",
+                                   "Other nodes holding a subnet of the cluster network.",
+                                   registry=r)
+        self.etcd_requests = Counter("sheep_etcd_requests", "etcd requests, by operation.",
+                                     ["op"], registry=r)
+        self.etcd_errors = Counter("sheep_etcd_errors", "etcd requests that failed.",
+                                   ["op"], registry=r)
+        self.etcd_seconds = Histogram("sheep_etcd_request_duration_seconds",
+                                      "Round trip of an etcd request, by operation.",
+                                      ["op"], buckets=LATENCY_BUCKETS, registry=r)
+        self.route_programming_seconds = Histogram(
+            "sheep_cluster_route_programming_seconds",
+            "Time from a peer's subnet record reaching this node to its routes, "
+            "neighbour and FDB entry being in place.", buckets=LATENCY_BUCKETS, registry=r)
 
     def set_build_info(self, *, version: str, pyroute2: str) -> None:
         self.build_info.info({"version": version, "python": platform.python_version(),

@@ -425,6 +425,52 @@ class ExitStatus:
     finished_at_ns: int
 
 
+# -- cluster mode (reported by the etcd agent, read by ops and the API) -------------
+
+ClusterNodeState = Literal["self", "programmed", "pending"]
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """A node holding a subnet of the cluster network, as this node sees it:
+    "programmed" once the data plane to it is in place, "pending" before."""
+
+    name: str
+    underlay_address: IPv4Address
+    subnet: IPv4Network
+    vtep_mac: str  # "" with host-gw
+    state: ClusterNodeState
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """Cluster mode: the agreed config, this node and every node holding a subnet
+    (this one included), by subnet."""
+
+    backend: str
+    network: IPv4Network
+    subnet_len: int
+    vni: int
+    port: int
+    node: ClusterNode
+    nodes: tuple[ClusterNode, ...]
+    etcd_endpoints: tuple[str, ...]
+    device: str  # where peer traffic enters: the VXLAN device, or the underlay link
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    """What the agent saw: a peer's subnet record appeared (joined) or went (left),
+    the data plane to a peer was put in place (programmed, `latency` seconds after
+    its record arrived; `repaired` when the reconcile restored what was deleted), or
+    a full re-list finished (synced; `node` is None)."""
+
+    kind: Literal["joined", "left", "programmed", "synced"]
+    node: ClusterNode | None = None
+    latency: float = 0.0
+    repaired: bool = False
+
+
 # -- what DNS answers from (implemented by ops, read by the dns backend) -----------
 
 class NameTable(Protocol):

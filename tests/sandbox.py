@@ -207,11 +207,15 @@ def pinned_mounts(root: Path) -> list[str]:
 #: The test "internet": documentation addresses (RFC 5737) in a netns of the test's own.
 INTERNET = "198.51.100.1"
 UPLINK = "198.51.100.2"  # the sandbox host's side
+#: Its IPv6 side (RFC 3849), with `add_internet(box, ipv6=True)`.
+INTERNET6 = "2001:db8::1"
+UPLINK6 = "2001:db8::2"
 
 
-def add_internet(box: Sandbox) -> tuple[str, Path]:
-    """A netns holding INTERNET, linked to the sandbox (at UPLINK, its default route):
-    (name, path). The caller deletes it (`ip netns del NAME`)."""
+def add_internet(box: Sandbox, *, ipv6: bool = False) -> tuple[str, Path]:
+    """A netns holding INTERNET (and INTERNET6), linked to the sandbox (at UPLINK and
+    UPLINK6, its default routes): (name, path). The caller deletes it (`ip netns del
+    NAME`)."""
     name = f"sbxnet-{secrets.token_hex(3)}"
     path = Path("/run/netns") / name
     sh("ip", "netns", "add", name)
@@ -224,6 +228,12 @@ def add_internet(box: Sandbox) -> tuple[str, Path]:
     for argv in (("ip", "addr", "add", f"{INTERNET}/24", "dev", "inet0"),
                  ("ip", "link", "set", "inet0", "up"), ("ip", "link", "set", "lo", "up")):
         in_netns(path, *argv, check=True)
+    if ipv6:  # nodad: usable at once
+        in_netns(path, "ip", "addr", "add", f"{INTERNET6}/64", "dev", "inet0", "nodad",
+                 check=True)
+        for argv in (("ip", "addr", "add", f"{UPLINK6}/64", "dev", "up0", "nodad"),
+                     ("ip", "-6", "route", "add", "default", "via", INTERNET6)):
+            box.host(*argv, check=True)
     return name, path
 
 

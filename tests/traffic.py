@@ -23,10 +23,14 @@ class Servers:
 
     def listen(self, netns: Path, name: str, protocol: str, number: int,
                *, address: str = "0.0.0.0") -> None:
+        """An IPv6 `address` ("::": both families) answers with the peer's IPv6 form
+        (an IPv4 peer as ::ffff:a.b.c.d)."""
         def make() -> socket.socket:
             kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-            sock = socket.socket(socket.AF_INET, kind)
+            sock = socket.socket(_family(address), kind)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ":" in address:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((address, number))
             if protocol == "tcp":
                 sock.listen(64)
@@ -61,7 +65,7 @@ def connect(netns: Path, protocol: str, address: str, number: int,
     """The answer of the server at address:number, from `netns`; None if none came."""
     def talk() -> str | None:
         kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, kind) as sock:
+        with socket.socket(_family(address), kind) as sock:
             sock.settimeout(timeout)
             try:
                 if protocol == "tcp":
@@ -72,3 +76,7 @@ def connect(netns: Path, protocol: str, address: str, number: int,
             except OSError:
                 return None
     return run_in_netns(netns, talk)
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET

@@ -31,7 +31,8 @@ from sheep_runtime.ops.events import EventBus
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "api.audit"
-MUTATING_PREFIXES = ("Create", "Remove", "Stop", "Attach", "Detach", "Import")
+MUTATING_PREFIXES = ("Create", "Remove", "Stop", "Start", "Restart", "Attach", "Detach",
+                     "Import", "Exec", "Leave")
 # auth_context() keys, in order of preference.
 _IDENTITY_KEYS = ("x509_common_name", "x509_subject_alternative_name")
 

@@ -11,6 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.errors import InvalidArgument, SheepError
 from sheep_runtime.model import (
+    ClusterNode,
+    ClusterStatus,
     Container,
     ContainerState,
     Event,
@@ -255,6 +257,22 @@ def network_to_pb(v: NetworkView) -> pb.Network:
         containers=list(v.containers), dns=n.dns,
         subnet6=str(n.subnet6) if n.subnet6 else "",
         gateway6=str(n.gateway6) if n.gateway6 else "", leases6_allocated=v.leases6_allocated)
+
+
+def cluster_node_to_pb(n: ClusterNode) -> pb.ClusterNode:
+    return pb.ClusterNode(name=n.name, underlay_address=str(n.underlay_address),
+                          subnet=str(n.subnet), vtep_mac=n.vtep_mac, state=n.state)
+
+
+def cluster_to_pb(c: ClusterStatus | None) -> pb.Cluster:
+    """GetCluster's reply; a single host (None) is `enabled: false` and nothing else."""
+    if c is None:
+        return pb.Cluster(enabled=False)
+    return pb.Cluster(enabled=True, backend=c.backend, network=str(c.network),
+                      subnet_length=c.subnet_len, vni=c.vni, port=c.port,
+                      self=cluster_node_to_pb(c.node),
+                      nodes=[cluster_node_to_pb(n) for n in c.nodes],
+                      etcd_endpoints=list(c.etcd_endpoints))
 
 
 def event_to_pb(e: Event) -> pb.Event:

@@ -21,6 +21,7 @@ from sheep_runtime.api.status import status_code
 from sheep_runtime.api.v1 import runtime_pb2 as pb
 from sheep_runtime.api.v1 import runtime_pb2_grpc as pb_grpc
 from sheep_runtime.errors import SheepError
+from sheep_runtime.ops.cluster import ClusterService
 from sheep_runtime.ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,12 @@ def mapped_stream(fn: StreamHandler[R]) -> StreamHandler[R]:
 class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     """The v1 API over the ops layer."""
 
-    def __init__(self, *, runtime: Runtime, backends: Mapping[str, str] | None = None) -> None:
+    def __init__(self, *, runtime: Runtime, backends: Mapping[str, str] | None = None,
+                 cluster: ClusterService | None = None) -> None:
         self._containers = runtime.containers
+        self._cluster = cluster or ClusterService(
+            member=None, store=runtime.backends.store, networks=runtime.networks,
+            firewall=runtime.firewall, tasks=runtime.tasks, events=runtime.events)
         self._networks = runtime.networks
         self._images = runtime.images
         self._exec = runtime.exec
@@ -263,6 +268,16 @@ class RuntimeServicer(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     async def RemoveImage(self, request: pb.RemoveImageRequest,
                           context: grpc.aio.ServicerContext) -> pb.RemoveImageResponse:
         return pb.RemoveImageResponse(id=(await self._images.remove(request.id)).id)
+
+    @mapped
+    async def GetCluster(self, request: pb.GetClusterRequest,
+                         context: grpc.aio.ServicerContext) -> pb.Cluster:
+        return convert.cluster_to_pb(await self._cluster.status())
+
+    @mapped
+    async def LeaveCluster(self, request: pb.LeaveClusterRequest,
+                           context: grpc.aio.ServicerContext) -> pb.LeaveClusterResponse:
+        return pb.LeaveClusterResponse(subnet=str(await self._cluster.leave()))
 
     @mapped
     async def Version(self, request: pb.VersionRequest,

@@ -4,6 +4,7 @@ overlay equal to the other nodes' subnet leases.
 A subnet lease is a reservation, not a liveness signal: its etcd lease has a TTL of
 hours and is renewed every TTL/3; a crashed agent leaves its peers' routes in place
 (the spike measured a data-plane outage 5.8 s after an agent crash with a 6 s TTL).
+Only `leave` (or the lease expiring after a long absence) frees a subnet.
 """
 
 from __future__ import annotations
@@ -11,33 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
 
-from aetcd.exceptions import ClientError, RevisionCompactedError  # type: ignore[import-untyped]
-
-from sheep_runtime.cluster.etcd import client
-from sheep_runtime.cluster.model import (
-    CONFIG_KEY,
-    SUBNETS,
-    ClusterConfig,
-    NodeSettings,
-    SubnetLease,
-    parse_key,
-    vtep_mac,
+from aetcd.exceptions import (  # type: ignore[import-untyped]
+    ClientError,
+    RevisionCompactedError,
+    WatchTimeoutError,
 )
-from sheep_runtime.errors import FailedPrecondition, ResourceExhausted, Unavailable
+
+from sheep_runtime.cluster.claims import Claims
+from sheep_runtime.cluster.etcd import Counted, client
+from sheep_runtime.cluster.model import SUBNETS, NodeSettings, SubnetLease, parse_key, vtep_mac
+from sheep_runtime.errors import FailedPrecondition, SheepError, Unavailable
 from sheep_runtime.metrics import Metrics
+from sheep_runtime.model import ClusterChange, ClusterNode, ClusterNodeState, ClusterStatus
 
 log = logging.getLogger(__name__)
 
-CLAIM_RETRIES = 10
-CANDIDATES = 100
 RETRY_SECONDS = 1.0
 
 Peer = tuple[IPv4Network, IPv4Address, str]
+OnChange = Callable[[ClusterChange], None]
 
 
 class DataPlane(Protocol):
@@ -47,7 +45,8 @@ class DataPlane(Protocol):
                             local: IPv4Address, subnet: IPv4Network) -> tuple[str, int]: ...
     async def add_peer(self, peer: Peer) -> None: ...
     async def remove_peer(self, peer: Peer) -> None: ...
-    async def reconcile(self, peers: Sequence[Peer]) -> int: ...
+    async def reconcile(self, peers: Sequence[Peer]) -> Sequence[IPv4Network]: ...
+    async def teardown(self) -> None: ...
 
 
 class EtcdUnavailable(Unavailable):
@@ -60,21 +59,27 @@ def _peer(lease: SubnetLease) -> Peer:
 
 class ClusterAgent:
     """This node's membership: `join` before the runtime is built (it yields the
-    default network's subnet), `start_overlay` after, then `run` as a service."""
+    default network's subnet), `start_overlay` (the container MTU), then `run` as a
+    service until `leave` or the daemon stops."""
 
     def __init__(self, settings: NodeSettings, *, dataplane: DataPlane, metrics: Metrics,
-                 on_peers: Callable[[Sequence[SubnetLease]], object] | None = None,
-                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_close: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self._on_close = on_close
         self._dp = dataplane
         self._metrics = metrics
-        self.on_peers = on_peers
         self._etcd = client(settings.endpoints, tls=settings.tls)
-        self._tx = self._etcd.transactions
+        self._call = Counted(metrics)
+        self._claims = Claims(settings, etcd=self._etcd, call=self._call)
         self.lease: SubnetLease | None = None
-        self._lease_id = 0
         self.peers: dict[IPv4Network, SubnetLease] = {}
+        self._programmed: set[IPv4Network] = set()
+        self._revision = 0  # of the last change applied (list or watch event)
+        self._dp_lock = asyncio.Lock()  # one view of the peers reaches the kernel at a time
+        self._kick = asyncio.Event()  # reconcile now (a peer failed to program)
+        self._loops: list[asyncio.Task[None]] = []
+        self._leaving = False
+        self.left = False
         self.device = ""
         self.mtu = 0
 
@@ -91,6 +96,8 @@ class ClusterAgent:
         if self._on_close is not None:
             await self._on_close()
 
+    # -- joining ------------------------------------------------------------------
+
     async def join(self, previous: IPv4Network | None) -> IPv4Network:
         """Agree on /sheep/config, then hold a subnet: `previous` (the one the local
         store records) if etcd shows it as ours or free, any subnet etcd records for
@@ -104,101 +111,18 @@ class ClusterAgent:
                 f"/{s.config.subnet_len} of the cluster network {s.config.network}: this "
                 "state dir belongs to a single-host sheepd or another cluster")
         try:
-            await self._agree_config()
-            self.lease = await self._acquire(previous)
+            await self._claims.agree_config()
+            self.lease = await self._claims.acquire(previous)
+            # The peers as etcd has them now: the firewall opens to them before the
+            # first sync; the watch loop programs them.
+            _, leases = await self._claims.list_subnets()
         except ClientError as e:
             raise EtcdUnavailable(f"etcd {','.join(s.endpoints)}: {e}") from e
+        self.peers = {sub: lease for sub, (lease, _) in leases.items()
+                      if lease.node != s.name and sub != self.lease.subnet}
+        self._metrics.cluster_peers.set(len(self.peers))
         log.info("cluster: node %s holds %s", s.name, self.lease.subnet)
         return self.lease.subnet
-
-    async def _agree_config(self) -> None:
-        mine = self.settings.config
-        ok, resp = await self._etcd.transaction(
-            compare=[self._tx.version(CONFIG_KEY) == 0],
-            success=[self._tx.put(CONFIG_KEY, mine.encode())],
-            failure=[self._tx.get(CONFIG_KEY)])
-        if ok:
-            log.info("cluster: wrote the cluster config %s", mine.encode().decode())
-            return
-        stored = ClusterConfig.decode(resp[0][0][0])
-        diffs = mine.differences(stored)
-        if diffs:
-            raise FailedPrecondition("this node's flags disagree with the cluster config "
-                                     "in etcd: " + "; ".join(diffs))
-
-    def _mine(self, subnet: IPv4Network) -> SubnetLease:
-        s = self.settings
-        return SubnetLease(subnet=subnet, node=s.name, public_ip=s.underlay,
-                           backend=s.config.backend, vtep_mac=vtep_mac(s.name))
-
-    async def _list(self) -> tuple[int, dict[IPv4Network, tuple[SubnetLease, Any]]]:
-        """(revision, every subnet lease with its etcd record)."""
-        found = await self._etcd.get_prefix(SUBNETS)
-        leases = {}
-        for kv in found:
-            try:
-                lease = SubnetLease.decode(kv.key, kv.value)
-            except (ValueError, KeyError) as e:
-                log.warning("cluster: ignoring bad record %r: %s", kv.key, e)
-                continue
-            leases[lease.subnet] = (lease, kv)
-        return int(found.header.revision), leases
-
-    async def _acquire(self, previous: IPv4Network | None) -> SubnetLease:
-        s = self.settings
-        grant = await self._etcd.lease(s.lease_ttl)
-        self._lease_id = grant.id
-        _, taken = await self._list()
-        own = [sub for sub, (lease, _) in taken.items() if lease.node == s.name]
-        wanted = previous or (own[0] if own else None)
-        if wanted is not None:
-            held = taken.get(wanted)
-            if held is not None and held[0].node != s.name:
-                raise FailedPrecondition(
-                    f"subnet {wanted}, recorded locally as this node's ({s.name}), is held "
-                    f"in etcd by node {held[0].node} ({held[0].public_ip}); refusing to "
-                    "move (running containers would be stranded)")
-            if await self._claim(wanted, held[1] if held else None):
-                for stale in own:
-                    if stale != wanted:
-                        log.warning("cluster: node %s also holds %s in etcd", s.name, stale)
-                return self._mine(wanted)
-        for _ in range(CLAIM_RETRIES):
-            free = self._free(set(taken))
-            if not free:
-                break
-            choice = random.choice(free)
-            if await self._claim(choice, None):
-                return self._mine(choice)
-            _, taken = await self._list()
-        raise ResourceExhausted(f"no free /{s.config.subnet_len} left in {s.config.network} "
-                                f"after {CLAIM_RETRIES} tries")
-
-    def _free(self, taken: set[IPv4Network]) -> list[IPv4Network]:
-        cfg = self.settings.config
-        subnets = cfg.network.subnets(new_prefix=cfg.subnet_len)
-        next(subnets)  # like flannel's SubnetMin: not the one holding the network address
-        out = []
-        for sub in subnets:
-            if sub not in taken:
-                out.append(sub)
-                if len(out) >= CANDIDATES:
-                    break
-        return out
-
-    async def _claim(self, subnet: IPv4Network, held: Any) -> bool:
-        """Put our record on `subnet`: create-if-absent, or (our own record, `held`)
-        take it over with a compare on its mod revision, moving it to our lease."""
-        mine = self._mine(subnet)
-        guard = (self._tx.version(mine.key) == 0 if held is None
-                 else self._tx.mod(mine.key) == held.mod_revision)
-        ok, _ = await self._etcd.transaction(
-            compare=[guard], success=[self._tx.put(mine.key, mine.encode(),
-                                                   lease=self._lease_id)], failure=[])
-        if ok and held is not None and held.lease and held.lease != self._lease_id:
-            with contextlib.suppress(ClientError):  # already expired
-                await self._etcd.revoke_lease(held.lease)
-        return bool(ok)
 
     async def start_overlay(self) -> tuple[str, int]:
         """Converge the overlay device for our subnet; return (device, container MTU)."""
@@ -208,97 +132,254 @@ class ClusterAgent:
             local=s.underlay, subnet=self.subnet)
         return self.device, self.mtu
 
-    async def run(self) -> None:
-        """The watch, the periodic reconcile and the lease renewal, until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch_loop())
-            tg.create_task(self._reconcile_loop())
-            tg.create_task(self._renew_loop())
+    # -- what this node knows -------------------------------------------------------
 
-    async def _watch_loop(self) -> None:
+    def _node(self, lease: SubnetLease) -> ClusterNode:
+        state: ClusterNodeState
+        if lease.node == self.settings.name and lease.subnet == self.subnet:
+            state = "self"
+        elif lease.subnet in self._programmed and self.peers.get(lease.subnet) == lease:
+            state = "programmed"
+        else:
+            state = "pending"
+        return ClusterNode(name=lease.node, underlay_address=lease.public_ip,
+                           subnet=lease.subnet, vtep_mac=lease.vtep_mac, state=state)
+
+    def _status(self, leases: Sequence[SubnetLease]) -> ClusterStatus:
+        s = self.settings
+        me = self._node(self.lease or self._claims.mine(self.subnet))
+        nodes = sorted((self._node(lease) for lease in leases), key=lambda n: n.subnet)
+        return ClusterStatus(backend=s.config.backend, network=s.config.network,
+                             subnet_len=s.config.subnet_len, vni=s.config.vni,
+                             port=s.config.port, node=me, nodes=tuple(nodes),
+                             etcd_endpoints=s.endpoints, device=self.device)
+
+    def view(self) -> ClusterStatus:
+        """The cluster as last seen from etcd (no request)."""
+        return self._status([self._claims.mine(self.subnet), *self.peers.values()])
+
+    async def fetch(self) -> ClusterStatus:
+        """The cluster as etcd records it now; EtcdUnavailable if it does not answer."""
+        try:
+            _, leases = await self._claims.list_subnets()
+        except ClientError as e:
+            raise EtcdUnavailable(f"etcd {','.join(self.settings.endpoints)}: {e}") from e
+        return self._status([lease for lease, _ in leases.values()])
+
+    # -- following etcd -------------------------------------------------------------
+
+    async def run(self, on_change: OnChange) -> None:
+        """Follow etcd (watch, periodic reconcile, lease renewal), reporting changes
+        to `on_change`, until cancelled; after `leave`, only wait."""
+        if not self.left:
+            async with asyncio.TaskGroup() as tg:
+                self._loops = [tg.create_task(self._watch_loop(on_change), name="cluster-watch"),
+                               tg.create_task(self._reconcile_loop(on_change),
+                                              name="cluster-reconcile"),
+                               tg.create_task(self._renew_loop(), name="cluster-renew")]
+        await asyncio.Event().wait()  # left the cluster: nothing more to follow
+
+    async def _watch_loop(self, on_change: OnChange) -> None:
+        """List, then watch from the next revision; a broken stream resumes from the
+        last revision applied, a compacted one (or a failed list) re-lists."""
+        listed = False
         while True:
             try:
-                revision = await self.resync()
-                await self._follow(revision + 1)
-            except RevisionCompactedError as e:
-                log.warning("cluster: watch fell behind a compaction (%s): re-listing", e)
+                if not listed:
+                    await self.resync(on_change)
+                    listed = True
+                await self._follow(self._revision + 1, on_change)
+                # the stream ended without an error (the client closed it): resume
+                await asyncio.sleep(RETRY_SECONDS)
+            except (RevisionCompactedError, WatchTimeoutError) as e:
+                log.warning("cluster: the watch fell behind a compaction or could not be "
+                            "created (%s): re-listing", e)
+                self._call.error("watch")
+                listed = False
             except ClientError as e:
-                log.warning("cluster: etcd watch broken (%s): re-listing in %.0fs", e,
+                log.warning("cluster: etcd watch broken (%s): resuming in %.0fs", e,
                             RETRY_SECONDS)
+                self._call.error("watch")
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def resync(self) -> int:
-        """Re-list the subnet leases and make the kernel match; return the revision."""
-        revision, leases = await self._list()
-        self.peers = {sub: lease for sub, (lease, _) in leases.items()
-                      if lease.node != self.settings.name}
-        await self._program()
-        return revision
+    async def resync(self, on_change: OnChange) -> None:
+        """Re-list the subnet leases and make the kernel match; a peer that appeared
+        or went since the last view is reported as joined or left."""
+        revision, leases = await self._claims.list_subnets()
+        if self.subnet not in leases and not self._leaving:
+            log.warning("cluster: our subnet record %s is gone from etcd: claiming it again",
+                        self.subnet)
+            await self._claims.reclaim(self.subnet)
+        async with self._dp_lock:
+            if revision < self._revision:
+                return  # the watch has applied newer changes meanwhile
+            self._revision = revision
+            listed = time.monotonic()
+            new = {sub: lease for sub, (lease, _) in leases.items()
+                   if lease.node != self.settings.name and sub != self.subnet}
+            old, self.peers = self.peers, new
+            for sub in old.keys() - new.keys():
+                self._programmed.discard(sub)
+            programmed = await self._program(since=listed)
+        for sub in old.keys() - new.keys():
+            on_change(ClusterChange("left", self._node(old[sub])))
+        for sub in new.keys() - old.keys():
+            on_change(ClusterChange("joined", self._node(new[sub])))
+        for change in programmed:
+            on_change(change)
+        self._metrics.cluster_peers.set(len(self.peers))
+        on_change(ClusterChange("synced"))
 
-    async def _program(self) -> None:
-        repaired = await self._dp.reconcile([_peer(p) for p in self.peers.values()])
+    async def _program(self, *, since: float) -> list[ClusterChange]:
+        """Reconcile the kernel with `peers` (the caller holds the lock); return the
+        peers it had to program."""
+        try:
+            done = await self._dp.reconcile([_peer(p) for p in self.peers.values()])
+        except SheepError as e:
+            log.warning("cluster: reconciling the overlay failed: %s", e)
+            return []
+        repaired = [sub for sub in done if sub in self._programmed]
         if repaired:
-            log.info("cluster: reconcile repaired %d peer route(s)", repaired)
-            self._metrics.repairs.labels("overlay").inc(repaired)
-        self._notify()
+            log.info("cluster: reconcile repaired %d peer(s): %s", len(repaired),
+                     ", ".join(map(str, repaired)))
+            self._metrics.repairs.labels("overlay").inc(len(repaired))
+        self._programmed = set(self.peers)
+        latency = time.monotonic() - since
+        return [self._programmed_change(self.peers[sub], latency=latency,
+                                        repaired=sub in repaired) for sub in done]
 
-    def _notify(self) -> None:
-        if self.on_peers is not None:
-            self.on_peers(list(self.peers.values()))
+    def _programmed_change(self, lease: SubnetLease, *, latency: float,
+                           repaired: bool = False) -> ClusterChange:
+        self._metrics.route_programming_seconds.observe(latency)
+        return ClusterChange("programmed", self._node(lease), latency=latency,
+                             repaired=repaired)
 
-    async def _follow(self, start: int) -> None:
-        watch = await self._etcd.watch_prefix(SUBNETS, start_revision=start, prev_kv=True)
+    async def _follow(self, start: int, on_change: OnChange) -> None:
+        watch = await self._call("watch", self._etcd.watch_prefix(
+            SUBNETS, start_revision=start, prev_kv=True))
         try:
             async for event in watch:
-                await self._apply(event)
+                await self._apply(event, on_change)
         finally:
-            await watch.cancel()
+            with contextlib.suppress(ClientError):
+                await watch.cancel()
 
-    async def _apply(self, event: Any) -> None:
+    async def _apply(self, event: Any, on_change: OnChange) -> None:
+        received = time.monotonic()
         subnet = parse_key(event.kv.key)
-        if event.kind == "PUT":
-            lease = SubnetLease.decode(event.kv.key, event.kv.value)
-            if lease.node == self.settings.name:
-                return
-            self.peers[subnet] = lease
-            await self._dp.add_peer(_peer(lease))
-            log.info("cluster: peer %s joined with %s via %s", lease.node, subnet,
-                     lease.public_ip)
-        else:
-            if subnet == self.subnet:
+        if event.kind == "DELETE" and subnet == self.subnet:
+            self._revision = max(self._revision, event.kv.mod_revision)
+            if not self._leaving:
                 log.warning("cluster: our subnet record %s vanished: claiming it again",
                             subnet)
-                await self._reclaim()
-                return
-            gone = self.peers.pop(subnet, None)
-            if gone is not None:
-                await self._dp.remove_peer(_peer(gone))
-                log.info("cluster: peer %s left (%s)", gone.node, subnet)
-        self._notify()
+                await self._claims.reclaim(self.subnet)
+            return
+        async with self._dp_lock:
+            self._revision = max(self._revision, event.kv.mod_revision)
+            if event.kind == "PUT":
+                await self._put(event, on_change, received=received)
+            else:
+                await self._delete(subnet, on_change)
+        self._metrics.cluster_peers.set(len(self.peers))
 
-    async def _reclaim(self) -> None:
-        grant = await self._etcd.lease(self.settings.lease_ttl)
-        self._lease_id = grant.id
-        if not await self._claim(self.subnet, None):
-            log.error("cluster: another node took our subnet %s", self.subnet)
+    async def _put(self, event: Any, on_change: OnChange, *, received: float) -> None:
+        try:
+            lease = SubnetLease.decode(event.kv.key, event.kv.value)
+        except (ValueError, KeyError) as e:
+            log.warning("cluster: ignoring bad record %r: %s", event.kv.key, e)
+            return
+        if lease.subnet == self.subnet:
+            if lease.node != self.settings.name:
+                log.error("cluster: node %s wrote a record on our subnet %s", lease.node,
+                          lease.subnet)
+            return
+        old = self.peers.get(lease.subnet)
+        if old == lease and lease.subnet in self._programmed:
+            return
+        self.peers[lease.subnet] = lease
+        if old is None:
+            log.info("cluster: peer %s joined with %s via %s", lease.node, lease.subnet,
+                     lease.public_ip)
+        try:
+            if old is not None and old != lease:
+                await self._dp.remove_peer(_peer(old))
+            await self._dp.add_peer(_peer(lease))
+        except SheepError as e:
+            log.warning("cluster: programming peer %s failed (the reconcile retries): %s",
+                        lease.node, e)
+            self._programmed.discard(lease.subnet)
+            self._kick.set()
+        else:
+            self._programmed.add(lease.subnet)
+        done = time.monotonic()
+        # Reported once the kernel is done: the listeners (events, the firewall's
+        # peer set) must not delay the data plane.
+        if old is None:
+            on_change(ClusterChange("joined", self._node(lease)))
+        if lease.subnet in self._programmed:
+            on_change(self._programmed_change(lease, latency=done - received))
 
-    async def _reconcile_loop(self) -> None:
+    async def _delete(self, subnet: IPv4Network, on_change: OnChange) -> None:
+        gone = self.peers.pop(subnet, None)
+        if gone is None:
+            return
+        node = self._node(gone)
+        self._programmed.discard(subnet)
+        try:
+            await self._dp.remove_peer(_peer(gone))
+        except SheepError as e:
+            log.warning("cluster: removing peer %s failed (the reconcile retries): %s",
+                        gone.node, e)
+            self._kick.set()
+        log.info("cluster: peer %s left (%s)", gone.node, subnet)
+        on_change(ClusterChange("left", node))
+
+    async def _reconcile_loop(self, on_change: OnChange) -> None:
         while True:
-            await asyncio.sleep(self.settings.reconcile_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.settings.reconcile_seconds)
+            self._kick.clear()
             try:
-                await self.resync()
+                await self.resync(on_change)
             except ClientError as e:  # etcd away: keep the last known peers programmed
                 log.warning("cluster: etcd unreachable for the reconcile (%s)", e)
-                await self._program()
+                async with self._dp_lock:
+                    programmed = await self._program(since=time.monotonic())
+                for change in programmed:
+                    on_change(change)
 
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(max(self.settings.lease_ttl / 3, 1))
             try:
-                reply = await self._etcd.refresh_lease(self._lease_id)
-                if reply is None or reply.TTL <= 0:
+                if not await self._claims.renew():
                     log.warning("cluster: our etcd lease expired: claiming %s again",
                                 self.subnet)
-                    await self._reclaim()
+                    await self._claims.reclaim(self.subnet)
             except ClientError as e:
                 log.warning("cluster: renewing the subnet lease failed (%s)", e)
+
+    # -- leaving --------------------------------------------------------------------
+
+    async def leave(self) -> IPv4Network:
+        """Release our subnet in etcd (the record, then the lease), stop following
+        etcd, and remove the overlay (peers' entries, the VXLAN device). The caller
+        checks that no container uses the subnet. EtcdUnavailable leaves all as it was."""
+        self._leaving = True
+        try:
+            await self._claims.release(self.subnet)
+        except ClientError as e:
+            self._leaving = False
+            raise EtcdUnavailable(f"etcd {','.join(self.settings.endpoints)}: {e}") from e
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        async with self._dp_lock:
+            await self._dp.teardown()
+            self.peers.clear()
+            self._programmed.clear()
+        self.left = True
+        self._metrics.cluster_peers.set(0)
+        log.info("cluster: node %s left the cluster and released %s", self.settings.name,
+                 self.subnet)
+        return self.subnet

@@ -4,7 +4,9 @@ target, grpc's pick_first moves to the next endpoint when one fails), with TLS."
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aetcd  # type: ignore[import-untyped]
@@ -14,6 +16,12 @@ import grpc
 
 from sheep_runtime.cluster.model import EtcdTLS
 from sheep_runtime.errors import InvalidArgument
+from sheep_runtime.metrics import Metrics
+
+T = TypeVar("T")
+
+#: The operations `Counted` labels its metrics with (exported at 0 from the start).
+OPS = ("txn", "list", "lease_grant", "lease_revoke", "lease_keepalive", "watch")
 
 
 def grpc_target(endpoints: Sequence[str]) -> str:
@@ -71,3 +79,29 @@ def route_source(endpoint: str) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((parts.hostname or "", parts.port or 2379))
         return str(s.getsockname()[0])
+
+
+class Counted:
+    """Counts and times every etcd request: `sheep_etcd_requests_total{op}`,
+    `sheep_etcd_errors_total{op}` and `sheep_etcd_request_duration_seconds{op}`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+        for op in OPS:
+            metrics.etcd_requests.labels(op)
+            metrics.etcd_errors.labels(op)
+
+    async def __call__(self, op: str, request: Awaitable[T]) -> T:
+        self._m.etcd_requests.labels(op).inc()
+        t0 = time.perf_counter()
+        try:
+            return await request
+        except aetcd.ClientError:
+            self._m.etcd_errors.labels(op).inc()
+            raise
+        finally:
+            self._m.etcd_seconds.labels(op).observe(time.perf_counter() - t0)
+
+    def error(self, op: str) -> None:
+        """Count a failure seen outside a request (a watch stream that broke)."""
+        self._m.etcd_errors.labels(op).inc()

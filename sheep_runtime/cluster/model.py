@@ -69,9 +69,9 @@ class SubnetLease:
         return subnet_key(self.subnet)
 
     def encode(self) -> bytes:
+        data = {"VtepMAC": self.vtep_mac} if self.vtep_mac else {}
         return json.dumps({"NodeID": self.node, "PublicIP": str(self.public_ip),
-                           "BackendType": self.backend,
-                           "BackendData": {"VtepMAC": self.vtep_mac}},
+                           "BackendType": self.backend, "BackendData": data},
                           sort_keys=True).encode()
 
     @classmethod
@@ -102,7 +102,11 @@ class NodeSettings:
     tls: EtcdTLS | None = None
     lease_ttl: int = 6 * 3600  # a reservation, not a liveness signal
     reconcile_seconds: float = 30.0
-    device: str = "sheep.42"
+
+    @property
+    def device(self) -> str:
+        """The VXLAN device's name: sheep.<VNI>."""
+        return f"sheep.{self.config.vni}"
 
 
 def subnet_key(subnet: IPv4Network) -> bytes:

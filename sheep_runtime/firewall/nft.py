@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sheep_runtime.errors import FirewallError
 from sheep_runtime.firewall import libnft
-from sheep_runtime.firewall.rules import FAMILY, FirewallState, Json, build_ruleset, shape
+from sheep_runtime.firewall.elements import build_port_update
+from sheep_runtime.firewall.rules import (
+    FAMILY,
+    FirewallState,
+    Json,
+    PortRule,
+    build_ruleset,
+    shape,
+)
 
 T = TypeVar("T")
 
@@ -58,6 +66,16 @@ class Firewall:
         """Replace our table with `state` in one transaction. On failure the previous
         table stays as it was and FirewallError carries nft's message."""
         await self._run(build_ruleset(state, table=self.table), what="apply")
+
+    async def update_ports(self, *, add: Sequence[PortRule] = (),
+                           remove: Sequence[PortRule] = ()) -> None:
+        """Delete the map elements of `remove` and add those of `add` in one
+        transaction, leaving the rest of the table alone. Deleting what is gone is no
+        error; a missing table or map, or an element clash (a key taken with other
+        data, an overlap), fails it all with FirewallError and changes nothing."""
+        commands = build_port_update(add=add, remove=remove, table=self.table)
+        if commands:
+            await self._run(commands, what="update ports of")
 
     async def is_intact(self, state: FirewallState) -> bool:
         """True if our table has the chains (with hooks, priorities and policies), rule

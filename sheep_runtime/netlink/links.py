@@ -3,6 +3,7 @@ bridge ports, routes and sysctls."""
 
 from __future__ import annotations
 
+import logging
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -16,7 +17,12 @@ from pathlib import Path
 from sheep_runtime.model import Link
 from sheep_runtime.netlink import host_side
 from sheep_runtime.netlink.container_netns import ContainerNetns, open_container_netns
+from sheep_runtime.netlink.errors import LinkError, NamespaceError
+from sheep_runtime.netlink.raw import RawRoute
+from sheep_runtime.netlink.reaper import Reaper
 from sheep_runtime.netlink.workers import NetlinkWorkers
+
+log = logging.getLogger(__name__)
 
 
 class LinkManager:
@@ -30,15 +36,18 @@ class LinkManager:
     def __init__(self, *, delete_workers: int = 8, attach_workers: int = 4) -> None:
         self._deletes = NetlinkWorkers(size=delete_workers, name="sheep-nl-delete")
         self._fast = NetlinkWorkers(size=attach_workers, name="sheep-nl-attach")
+        self.reaper = Reaper()
 
     async def start(self) -> None:
         """Start the worker threads (in the calling thread's netns)."""
         self._deletes.start()
         self._fast.start()
+        self.reaper.start()
 
     async def close(self) -> None:
-        """Stop the workers after the queued requests finish."""
+        """Stop the workers after the queued requests (and deletions) finish."""
         await self._fast.close()
+        await self.reaper.close()
         await self._deletes.close()
 
     async def get_link(self, ifname: str) -> Link | None:
@@ -127,6 +136,61 @@ class LinkManager:
         """Delete the link `ifname` on a deletion worker. True if deleted, False if it
         was already gone. Deleting one end of a veth deletes the other end too."""
         return await self._deletes.run(lambda sock: host_side.delete_link(sock, ifname))
+
+    async def retire_veth(self, ifname: str, *, new_name: str, netns: Path | None = None,
+                          peer_ifname: str = "") -> bool:
+        """Make the veth `ifname` answer for nothing at once and delete it in the
+        background (`reaper.py`, within a few ms): the host end goes down, off its
+        bridge and is renamed `new_name`; with `netns`, the peer `peer_ifname` in the
+        netns pinned there goes down and takes `new_name` too, so both names are free
+        for a new veth. False if `ifname` was already gone. `new_name` stays in
+        `pending_deletions()` until the link is gone."""
+        def job(sock: RawRoute) -> bool:
+            if netns is not None and peer_ifname:
+                self._retire_peer(netns, peer_ifname, new_name)
+            self.reaper.reserve(new_name)
+            try:
+                retired = host_side.retire_link(sock, ifname, new_name=new_name,
+                                                group=self.reaper.group)
+            except LinkError:
+                # a rename that went through before a later failure is still ours
+                self._settle(sock, new_name)
+                raise
+            if retired:
+                self.reaper.queue(new_name)
+            else:
+                self.reaper.release(new_name)
+            return retired
+
+        return await self._fast.run(job)
+
+    def _retire_peer(self, netns: Path, peer_ifname: str, new_name: str) -> None:
+        """Best effort: a netns that is gone took its links along, and a peer left
+        with its name only delays a re-attach under the same name until the deletion
+        (EEXIST); neither may keep the veth from being retired."""
+        try:
+            inner = self._fast.socket_in(netns)
+        except NamespaceError as exc:
+            log.debug("retire %s in netns %s: %s", peer_ifname, netns, exc)
+            return
+        try:
+            host_side.retire_link(inner, peer_ifname, new_name=new_name)
+        except LinkError as exc:
+            log.warning("retire %s in netns %s: %s", peer_ifname, netns, exc)
+        finally:
+            inner.close()
+
+    def _settle(self, sock: RawRoute, new_name: str) -> None:
+        try:
+            sock.ifindex(new_name, "look up")
+        except LinkError:
+            self.reaper.release(new_name)
+        else:
+            self.reaper.queue(new_name)
+
+    def pending_deletions(self) -> frozenset[str]:
+        """Names of retired links not deleted yet."""
+        return self.reaper.pending()
 
     async def set_sysctl(self, name: str, value: str, *, ifname: str = "") -> None:
         """Write a net sysctl of the manager's netns (see `host_side.set_sysctl`)."""

@@ -179,3 +179,31 @@ def static_fdb(port: int, mac: str) -> bytes:
     body = c.NDMSG.pack(socket.AF_BRIDGE, port, c.NUD_NOARP, NTF_MASTER, 0) + attr(
         c.NDA_LLADDR, mac_bytes(mac))
     return message(c.RTM_NEWNEIGH, _REPLACE, body)
+
+
+
+# -- retiring a link (see host_side.retire_link) ----------------------------------
+
+IFLA_GROUP = 27
+
+
+def set_down(index: int, *, nomaster: bool = False) -> bytes:
+    """Set the link `index` down, with `nomaster` also off its bridge."""
+    body = ifinfo(index, up=False)
+    if nomaster:
+        body += u32(c.IFLA_MASTER, 0)
+    return message(c.RTM_NEWLINK, _ACK, body)
+
+
+def rename_link(index: int, ifname: str, *, group: int | None = None) -> bytes:
+    """Rename the link `index` (EBUSY while it is up), with `group` into that group."""
+    body = ifinfo(index) + string(c.IFLA_IFNAME, ifname)
+    if group is not None:
+        body += u32(IFLA_GROUP, group)
+    return message(c.RTM_NEWLINK, _ACK, body)
+
+
+def del_group(group: int) -> bytes:
+    """Delete every link of `group` at once: one unregister, one set of RCU grace
+    periods for all of them. ENODEV if the group is empty."""
+    return message(c.RTM_DELLINK, _ACK, ifinfo() + u32(IFLA_GROUP, group))

@@ -6,6 +6,7 @@ commit comes last. A detach runs in a stated order and keeps going past errors."
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -226,7 +227,8 @@ class Attacher:
     async def detach(self, attachments: Sequence[Attachment], *,
                      remove_records: Callable[[], object] | None = None) -> Teardown:
         """Tear `attachments` down in netavark's order: port rules first, then the veths
-        (their peers and fdb entries go along) and bridge neighbours, then the records
+        (retired at once, deleted in the background with their peers; the fdb entries
+        go as they leave the bridge) and bridge neighbours, then the records
         (`remove_records`, by default each attachment's), last the leases. Every step
         runs even if an earlier one failed; the returned Teardown holds the errors.
 
@@ -260,8 +262,14 @@ class Attacher:
         return t
 
     async def _unplug(self, a: Attachment, t: Teardown) -> bool:
-        """Delete the veth and the bridge neighbour; False if the veth remains."""
-        if not await t.step("veth", partial(self._links.delete_link, a.host_interface)):
+        """Retire the veth (down, off the bridge, both ends renamed: it answers for
+        nothing and its names are free; the ~20 ms deletion runs in the background)
+        and remove the bridge neighbours; False if the veth remains."""
+        c = self._store.container(a.container_id)
+        netns = Path(c.netns_path) if c is not None and c.netns_path else None
+        if not await t.step("veth", partial(
+                self._links.retire_veth, a.host_interface, new_name=retired_veth_name(),
+                netns=netns, peer_ifname=a.interface_name)):
             return False
         bridge = self._networks.bridge_index_or_none(a.network_id)
         if bridge is not None:  # a neighbour left by a failure is collected as a leak
@@ -288,6 +296,15 @@ class Attacher:
                                      network=net.name, attributes=_addresses(
                                          a.address.ip, a.address6.ip if a.address6 else None))
             self._networks.update_gauges(net)
+
+
+RETIRED_VETH_PREFIX = "shx"
+
+
+def retired_veth_name() -> str:
+    """A fresh name for a veth waiting for its deletion: 'shx' + 12 hex (random, so a
+    veth retired twice in a row, or re-made and retired again, never clashes)."""
+    return RETIRED_VETH_PREFIX + secrets.token_hex(6)
 
 
 def _ips(a: Attachment) -> list[IPv4Address | IPv6Address]:

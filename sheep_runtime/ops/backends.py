@@ -9,7 +9,7 @@ the house style: `ensure_` converges, `create_` fails on EEXIST, `delete_` treat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -21,10 +21,12 @@ from ipaddress import (
 from pathlib import Path
 from typing import Protocol
 
-from sheep_runtime.firewall.rules import FirewallState
+from sheep_runtime.firewall.rules import FirewallState, PortRule
 from sheep_runtime.model import (
     Attachment,
     CgroupUsage,
+    ClusterChange,
+    ClusterStatus,
     Container,
     ContainerState,
     ExecResult,
@@ -81,6 +83,15 @@ class Links(Protocol):
 
     async def delete_link(self, ifname: str) -> bool:
         """Delete `ifname` (a veth takes its peer along); False if already gone."""
+
+    async def retire_veth(self, ifname: str, *, new_name: str, netns: Path | None = None,
+                          peer_ifname: str = "") -> bool:
+        """Make the veth `ifname` answer for nothing now (down, off its bridge, both
+        ends renamed `new_name`; the peer `peer_ifname` in the netns pinned at `netns`)
+        and delete it in the background within a second; False if already gone."""
+
+    def pending_deletions(self) -> frozenset[str]:
+        """Names of retired veths not deleted yet (leak collection leaves them)."""
 
     async def get_link(self, ifname: str) -> Link | None:
         """The link named `ifname`, or None."""
@@ -144,6 +155,12 @@ class Firewall(Protocol):
 
     async def apply(self, state: FirewallState) -> None:
         """Make the table exactly `state` in one transaction (all or nothing)."""
+
+    async def update_ports(self, *, add: Sequence[PortRule] = (),
+                           remove: Sequence[PortRule] = ()) -> None:
+        """Delete the port elements of `remove` and add those of `add` in one
+        transaction, nothing else touched (gone already is no error); FirewallError
+        if the table cannot take it, and then nothing changed."""
 
     async def is_intact(self, state: FirewallState) -> bool:
         """True if the table in the kernel still matches `state`."""
@@ -230,6 +247,23 @@ class Resolver(Protocol):
 
     async def stop(self, network_id: str) -> None:
         """Stop the network's listeners (none: no-op)."""
+
+
+class ClusterMember(Protocol):
+    """This node's membership of an etcd-coordinated cluster (cluster/agent.py)."""
+
+    def view(self) -> ClusterStatus:
+        """The cluster as last seen (no request to etcd)."""
+
+    async def fetch(self) -> ClusterStatus:
+        """The cluster as etcd records it now; Unavailable if etcd does not answer."""
+
+    async def run(self, on_change: Callable[[ClusterChange], None]) -> None:
+        """Follow etcd and program the overlay, reporting each change, until cancelled."""
+
+    async def leave(self) -> IPv4Network:
+        """Release this node's subnet in etcd and remove the overlay; return the
+        subnet. Unavailable (etcd) leaves everything as it was."""
 
 
 class Store(Protocol):

@@ -98,7 +98,8 @@ class ContainerService(ContainerLookup):
                       netns_path=str(self._config.netns_dir / cid),
                       privileged=spec.privileged, capabilities=self._grantable(spec),
                       image=root.image.name if root and root.image else "",
-                      rootfs=spec.rootfs, working_dir=root.cwd if root else "/",
+                      rootfs=spec.rootfs,
+                      working_dir=root.cwd if root else spec.working_dir or "/",
                       requests=tuple(_request_of(p) for p in plans),
                       restart_policy=spec.restart_policy, stop_signal=spec.stop_signal,
                       stop_timeout=spec.stop_timeout, resources=spec.resources,
@@ -462,7 +463,9 @@ class ContainerService(ContainerLookup):
         release = self._releases.get(c.id)
         if release is not None:
             await asyncio.shield(release)
-        return await self.view(self._get(c.id))
+        # auto_remove may have removed it meanwhile: then its last known state
+        after = self._store.container(c.id)
+        return await self.view(after or replace(c, state=ContainerState.EXITED, pid=0))
 
     async def _stop_process(self, cid: str, *, timeout: float, signal_number: int = 15
                             ) -> None:

@@ -7,6 +7,7 @@ that are still being set up, so a network is never removed under an attach in fl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
@@ -95,17 +96,23 @@ class NetworkRegistry:
         self.in_flight: set[str] = set()
 
     async def load(self, *, default_bridge: str, default_subnet: IPv4Network,
-                   default_subnet6: IPv6Network | None = None) -> None:
+                   default_subnet6: IPv6Network | None = None,
+                   default_mtu: int | None = None) -> None:
         """Read networks and leases from the store, create the default network on first
         start (dual stack with `default_subnet6`), and ensure every bridge exists with
-        its gateway addresses and is up."""
+        its gateway addresses and is up. `default_mtu` (cluster mode: the overlay's)
+        is the default network's MTU, also over the one recorded: containers attached
+        from now on get it, running ones keep theirs."""
         for net in self._store.networks():
+            if default_mtu and net.name == DEFAULT_NETWORK and net.mtu != default_mtu:
+                net = dataclasses.replace(net, mtu=default_mtu)
             self._add(net)
         if not self._by_name(DEFAULT_NETWORK):
             nid = new_id()
             net = Network(id=nid, name=DEFAULT_NETWORK, bridge=default_bridge,
                           bridge_mac=bridge_mac(nid), subnet=default_subnet,
-                          gateway=default_gateway(default_subnet), mtu=DEFAULT_MTU,
+                          gateway=default_gateway(default_subnet),
+                          mtu=default_mtu or DEFAULT_MTU,
                           internal=False, icc=True, created_at=time.time(),
                           subnet6=default_subnet6,
                           gateway6=default_gateway(default_subnet6) if default_subnet6

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 
 from sheep_runtime.errors import AlreadyExists, InvalidArgument
 from sheep_runtime.model import PortMapping
@@ -28,10 +28,13 @@ def validate_ports(ports: Sequence[PortMapping]) -> tuple[PortMapping, ...]:
                                       field="ports")
         if p.host_ip:
             try:
-                IPv4Address(p.host_ip)
+                host = ip_address(p.host_ip)
             except ValueError:
-                raise InvalidArgument(f"{where}: {p.host_ip!r} is not an IPv4 address",
-                                      field="ports") from None
+                raise InvalidArgument(f"{where}: {p.host_ip!r} is not an IPv4 or IPv6 "
+                                      "address", field="ports") from None
+            if host.version == 6 and host.is_loopback:  # see firewall/rules.py
+                raise InvalidArgument(f"{where}: ::1 cannot be published (no IPv6 "
+                                      "route_localnet); use 127.0.0.1", field="ports")
     keys = [k for p in ports for k in _keys(p)]
     if len(keys) != len(set(keys)):
         raise InvalidArgument("the same host port is published twice", field="ports")
@@ -42,7 +45,7 @@ def describe(p: PortMapping) -> str:
     """Docker's notation: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END]/PROTO."""
     def rng(first: int) -> str:
         return f"{first}-{first + p.count - 1}" if p.count > 1 else str(first)
-    host = f"{p.host_ip}:" if p.host_ip else ""
+    host = (f"[{p.host_ip}]:" if ":" in p.host_ip else f"{p.host_ip}:") if p.host_ip else ""
     return f"{host}{rng(p.host_port)}:{rng(p.container_port)}/{p.protocol}"
 
 
@@ -59,9 +62,7 @@ class PortTable:
     def owner(self, protocol: str, host_ip: str, port: int) -> str | None:
         """The container holding that port on that address (or on every address)."""
         held = self._owners.get((protocol, port), {})
-        if host_ip:
-            return held.get(host_ip) or held.get("")
-        return next(iter(held.values()), None)
+        return next((c for ip, c in held.items() if _collide(ip, host_ip)), None)
 
     def reserve(self, container_id: str, ports: Sequence[PortMapping]) -> None:
         """Publish all of `ports` for the container, or none (AlreadyExists names the
@@ -86,3 +87,11 @@ class PortTable:
                     del held[ip]
                 if not held:
                     self._owners.pop((proto, port), None)
+
+
+def _collide(a: str, b: str) -> bool:
+    """"" is every address of both families; 0.0.0.0 and :: every address of theirs."""
+    if not a or not b:
+        return True
+    x, y = ip_address(a), ip_address(b)
+    return x.version == y.version and (x.is_unspecified or y.is_unspecified or x == y)

@@ -22,6 +22,7 @@ from sheep_runtime.errors import SheepError
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import Container, ContainerState, Network
 from sheep_runtime.names import HOST_VETH_PREFIX
+from sheep_runtime.ops.attach import RETIRED_VETH_PREFIX
 from sheep_runtime.ops.backends import Images, Links, Namespaces, Processes, Store
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.events import EventBus
@@ -30,7 +31,10 @@ from sheep_runtime.ops.networks import NetworkRegistry
 log = logging.getLogger(__name__)
 
 OUR_VETH = re.compile(r"shp[0-9a-f]{12}")
+RETIRED_VETH = re.compile(RETIRED_VETH_PREFIX + r"[0-9a-f]{12}")  # awaiting deletion
 OUR_BRIDGE = re.compile(r"shpbr[0-9a-f]{10}")
+_OUR_LINKS = "sh"  # one dump for both veth prefixes and the bridges
+assert HOST_VETH_PREFIX.startswith(_OUR_LINKS) and RETIRED_VETH_PREFIX.startswith(_OUR_LINKS)
 EXIT_CODE_UNKNOWN = -1
 
 
@@ -141,12 +145,16 @@ async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = ()
                         ) -> dict[str, int]:
     """Delete veths, bridges, bridge neighbours, pinned netns, container roots and
     container dirs that carry our marks but belong to no record. Objects without our
-    marks are never touched, nor veths (`in_flight`) and bridges still being set up."""
+    marks are never touched, nor veths (`in_flight`) and bridges still being set up,
+    nor retired veths the backend is about to delete (a killed daemon's are collected)."""
     r = recovery
     # Look at the kernel and the dirs first, at the records second: whatever an
     # operation made before the listing is by then in the store or in `in_flight`
     # (both are written before the object is made and cleared after the commit).
-    found_links = await r.links.list_links(HOST_VETH_PREFIX)
+    found_links = await r.links.list_links(_OUR_LINKS)
+    # Read after the listing: a veth retired before it is pending by then (it is
+    # reserved before its rename), and one deleted since is gone anyway.
+    pending = r.links.pending_deletions()
     pins = _children(r.config.netns_dir)
     cdirs = _children(r.config.containers_dir)
     roots = r.images.rootfs_owners()
@@ -159,6 +167,7 @@ async def collect_leaks(*, recovery: Recovery, in_flight: Collection[str] = ()
     for link in found_links:
         kind = ("veth" if OUR_VETH.fullmatch(link.name) and link.name not in veths
                 and link.name not in in_flight else
+                "veth" if RETIRED_VETH.fullmatch(link.name) and link.name not in pending else
                 "bridge" if OUR_BRIDGE.fullmatch(link.name)
                 and link.name not in known_bridges else None)
         if kind and await _try(f"delete leaked {kind} {link.name}",

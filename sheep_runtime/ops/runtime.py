@@ -79,7 +79,8 @@ class Runtime:
         firewall, and start the periodic leak collection."""
         await self.networks.load(default_bridge=self.config.default_bridge,
                                  default_subnet=self.config.default_subnet,
-                                 default_subnet6=self.config.default_subnet6)
+                                 default_subnet6=self.config.default_subnet6,
+                                 default_mtu=self.config.default_mtu)
         report = await self.recovery.run()
         await self.cni.release_gone()
         await self.firewall.sync()

@@ -52,8 +52,10 @@ def test_every_rpc_has_a_wrapper_method() -> None:
              "InspectNetwork": "inspect_network", "ListNetworks": "list_networks",
              "RemoveNetwork": "remove_network", "WatchEvents": "watch_events",
              "ImportImage": "import_image", "ListImages": "list_images",
-             "RemoveImage": "remove_image",
-             "Version": "version"}
+             "RemoveImage": "remove_image", "StartContainer": "start_container",
+             "RestartContainer": "restart_container", "WaitContainer": "wait_container",
+             "Logs": "logs", "Exec": "exec", "Stats": "stats", "GetCluster": "get_cluster",
+             "LeaveCluster": "leave_cluster", "Version": "version"}
     rpcs = {m.name for m in pb.DESCRIPTOR.services_by_name["RuntimeService"].methods}
     assert rpcs == set(snake), "a new RPC needs a wrapper method (sync and async)"
     for method in snake.values():

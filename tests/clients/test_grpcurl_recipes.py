@@ -3,6 +3,7 @@ sheepd (its Unix socket substituted for /run/sheep/sheep.sock), output checked."
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -198,6 +199,42 @@ def check_remove_container(r: Result, box: Sandbox) -> None:
         filters={"all": "true"})).containers) == []
 
 
+def check_exec(r: Result, box: Sandbox) -> None:
+    reply = ok(r)
+    assert reply["exit_code"] == 3 and base64.b64decode(reply["stdout"]) == b"web\n", reply
+
+
+def check_stats(r: Result, box: Sandbox) -> None:
+    stats = ok(r)
+    assert stats["name"] == "web" and stats["interfaces"][0]["interface_name"] == "eth0"
+
+
+def check_logs(r: Result, box: Sandbox) -> None:
+    assert r.rc == 0 and r.out.strip() == "", (r.rc, r.err)  # sleep writes nothing
+
+
+def check_restart_container(r: Result, box: Sandbox) -> None:
+    c = ok(r)
+    assert c["state"] == "RUNNING" and c["pid"] > 0
+
+
+def check_start_container(r: Result, box: Sandbox) -> None:
+    assert ok(r)["state"] == "RUNNING"
+
+
+def check_get_cluster(r: Result, box: Sandbox) -> None:
+    assert ok(r) == {}
+
+
+def check_wait_container(r: Result, box: Sandbox) -> None:
+    assert ok(r)["exit_code"] == 137
+
+
+def check_leave_cluster(r: Result, box: Sandbox) -> None:
+    assert r.rc == 73, (r.rc, r.err)  # 64 + FAILED_PRECONDITION
+    assert json.loads(r.err)["code"] == 9
+
+
 def check_import_image(r: Result, box: Sandbox) -> None:
     image = ok(r)
     assert image["name"] == "minimal" and image["id"].startswith("sha256:"), image
@@ -242,11 +279,19 @@ CHECKS: dict[str, Callable[[Result, Sandbox], None]] = {
     "detach-network": check_detach_network,
     "remove-network": check_remove_network,
     "watch-events": check_watch_events,
+    "exec": check_exec,
+    "stats": check_stats,
+    "logs": check_logs,
+    "restart-container": check_restart_container,
+    "start-container": check_start_container,
+    "get-cluster": check_get_cluster,
     "stop-container": check_stop_container,
+    "wait-container": check_wait_container,
     "remove-container": check_remove_container,
     "import-image": check_import_image,
     "list-images": check_list_images,
     "remove-image": check_remove_image,
+    "leave-cluster": check_leave_cluster,
     "error-details": check_error_details,
 }
 

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.sandbox import Sandbox, free_port, in_netns, sh
@@ -56,9 +58,9 @@ class Lab:
             time.sleep(0.1)
         raise TimeoutError("etcd did not become healthy")
 
-    def etcdctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def etcdctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         env_args = ["env", "ETCDCTL_API=3", "etcdctl", "--endpoints", self.endpoint]
-        return in_netns(self.ul_path, *env_args, *args)
+        return in_netns(self.ul_path, *env_args, *args, check=check)
 
     def add_host(self) -> Sandbox:
         n = len(self.hosts) + 1
@@ -74,11 +76,22 @@ class Lab:
         return box
 
     def start_sheepd(self, box: Sandbox, *, wait: bool = True, backend: str = "vxlan",
-                     name: str = "") -> None:
+                     name: str = "", extra: Sequence[str] = ()) -> None:
         n = self.hosts.index(box) + 1
         box.start(wait=wait, extra=["--cluster-etcd", self.endpoint,
                                     "--node-name", name or f"node{n}",
-                                    "--cluster-backend", backend])
+                                    "--cluster-backend", backend, *extra])
+
+    def stop_etcd(self) -> None:
+        """Stop etcd (its data dir stays: `start_etcd` brings the same store back)."""
+        if self.etcd is not None:
+            self.etcd.terminate()
+            self.etcd.wait(15)
+            self.etcd = None
+
+    def revision(self) -> int:
+        out = self.etcdctl("get", "/sheep/config", "-w", "json", check=True)
+        return int(json.loads(out.stdout)["header"]["revision"])
 
     def close(self) -> None:
         for box in self.hosts:

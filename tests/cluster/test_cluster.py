@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from tests.cluster.helpers import default_subnet, get_cluster, mtu, ping, subnets
 from tests.cluster.lab import Lab
-from tests.sandbox import Sandbox, in_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -24,24 +23,6 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         yield world
     finally:
         world.close()
-
-
-def subnets(lab: Lab) -> dict[IPv4Network, str]:
-    out = lab.etcdctl("get", "--prefix", "/sheep/subnets/", "-w", "json")
-    kvs = json.loads(out.stdout).get("kvs", [])
-    import base64
-    found = {}
-    for kv in kvs:
-        key = base64.b64decode(kv["key"]).decode().rsplit("/", 1)[1]
-        addr, length = key.split("-")
-        found[IPv4Network(f"{addr}/{length}")] = json.loads(base64.b64decode(kv["value"]))[
-            "NodeID"]
-    return found
-
-
-def default_subnet(box: Sandbox) -> IPv4Network:
-    nets = box.api.ListNetworks(pb.ListNetworksRequest(), timeout=10).networks
-    return IPv4Network(next(n.subnet for n in nets if n.name == "sheep0"))
 
 
 def test_five_nodes_racing_get_distinct_subnets(lab: Lab) -> None:
@@ -57,22 +38,27 @@ def test_five_nodes_racing_get_distinct_subnets(lab: Lab) -> None:
     assert {s: held[s] for s in mine} == {s: f"node{n}" for n, s in enumerate(mine, 1)}
 
 
-def ping(box: Sandbox, container: pb.Container, address: str, *extra: str) -> bool:
-    return in_netns(container.netns_path, "ping", "-c", "1", "-W", "2", *extra,
-                    address).returncode == 0
-
-
 def test_containers_reach_each_other_across_hosts(lab: Lab) -> None:
     boxes = [lab.add_host() for _ in range(3)]
     for box in boxes:
         lab.start_sheepd(box)
     cs = [box.run("sleep", "300") for box in boxes]
     ips = [c.networks[0].ip_address for c in cs]
-    assert ping(boxes[0], cs[0], cs[0].networks[0].gateway)
+    assert ping(cs[0], cs[0].networks[0].gateway)
     for ip in ips[1:]:
-        assert ping(boxes[0], cs[0], ip)
-    # 1422 bytes of payload + 28 of headers = 1450, the VXLAN device's MTU.
-    assert ping(boxes[0], cs[0], ips[2], "-M", "do", "-s", "1422")
+        assert ping(cs[0], ip)
+    # 1422 bytes of payload + 28 of headers = 1450, the VXLAN device's MTU; the
+    # containers' MTU follows it, so they never send what the device would drop.
+    assert ping(cs[0], ips[2], "-M", "do", "-s", "1422")
+    assert [mtu(c) for c in cs] == [1450] * 3
+    assert not ping(cs[0], ips[2], "-M", "do", "-s", "1423")
+    cluster = get_cluster(boxes[0])
+    assert (cluster.enabled, cluster.backend, cluster.network) == (True, "vxlan", "10.20.0.0/16")
+    assert cluster.self.name == "node1" and cluster.self.state == "self"
+    assert {n.name: n.state for n in cluster.nodes} == {
+        "node1": "self", "node2": "programmed", "node3": "programmed"}
+    assert all(n.vtep_mac and n.underlay_address.startswith("203.0.113.")
+               for n in cluster.nodes)
 
 
 def test_sigkill_keeps_traffic_and_restart_reclaims(lab: Lab) -> None:
@@ -82,13 +68,13 @@ def test_sigkill_keeps_traffic_and_restart_reclaims(lab: Lab) -> None:
     c1, c2 = boxes[0].run("sleep", "300"), boxes[1].run("sleep", "300")
     before = default_subnet(boxes[1])
     boxes[1].kill()
-    assert ping(boxes[0], c1, c2.networks[0].ip_address)
+    assert ping(c1, c2.networks[0].ip_address)
     lab.start_sheepd(boxes[1])
     assert default_subnet(boxes[1]) == before
     again = boxes[1].api.Inspect(pb.InspectRequest(id=c2.id), timeout=10)
     assert again.state == pb.Container.RUNNING
     assert again.networks[0].ip_address == c2.networks[0].ip_address
-    assert ping(boxes[0], c1, c2.networks[0].ip_address)
+    assert ping(c1, c2.networks[0].ip_address)
 
 
 def test_foreign_node_on_our_subnet_fails_start(lab: Lab) -> None:

@@ -96,18 +96,6 @@ def test_deleted_host_veth_is_recreated_with_same_address(box: Sandbox,
     assert metric(box, "sheep_repairs_total", kind="link") >= 1
 
 
-def test_veth_of_exited_container_deleted_releases_lease(box: Sandbox,
-                                                         events: EventLog) -> None:
-    c = box.run("/bin/sleep", "300")
-    box.api.StopContainer(pb.StopContainerRequest(id=c.id, timeout_seconds=0))
-    box.host("ip", "link", "del", c.networks[0].host_interface, check=True)
-    events.wait_for("lease.reclaimed", container_id=c.id)
-    eventually(lambda: not box.api.Inspect(pb.InspectRequest(id=c.id)).networks)
-    net = box.api.InspectNetwork(pb.InspectNetworkRequest(id="sheep0"))
-    assert net.leases_allocated == 0
-    assert metric(box, "sheep_ipam_reclaimed_total", network="sheep0") == 1
-
-
 def test_veth_taken_off_bridge_or_down_is_put_back(box: Sandbox, events: EventLog) -> None:
     c = box.run("/bin/sleep", "300")
     host_if = c.networks[0].host_interface

@@ -92,7 +92,7 @@ def test_published_ports_answer_from_everywhere(world: World) -> None:
     ports = subprocess.run([sys.executable, "-m", "sheep_client.cli", "--socket",
                             str(box.socket), "port", "web"], capture_output=True, text=True)
     assert "80/tcp -> 0.0.0.0:8080" in ports.stdout
-    assert "80-81/tcp -> 0.0.0.0:7100-7101" in ports.stdout
+    assert "80/tcp -> 0.0.0.0:7100\n81/tcp -> 0.0.0.0:7101" in ports.stdout  # docker's form
 
 
 def test_port_taken_until_its_owner_is_removed(world: World) -> None:

@@ -110,6 +110,10 @@ class FakeLinks:
     def __init__(self, kernel: FakeKernel, calls: CallLog) -> None:
         self._kernel = kernel
         self._calls = calls
+        # Retired veths wait for `reap()` with `deferred`; else they go at once, as if
+        # the backend's background deleter were instant.
+        self.deferred = False
+        self.pending: set[str] = set()
 
     def _record(self, name: str, *, mutating: bool) -> None:
         self._calls.record(f"links.{name}", mutating=mutating, error=_injected)
@@ -134,6 +138,40 @@ class FakeLinks:
     async def delete_link(self, ifname: str) -> bool:
         self._record("delete_link", mutating=True)
         return self._kernel.delete_host_link(ifname)
+
+    async def retire_veth(self, ifname: str, *, new_name: str, netns: Path | None = None,
+                          peer_ifname: str = "") -> bool:
+        self._record("retire_veth", mutating=True)
+        k = self._kernel
+        link = k.links.get(ifname)
+        if link is None:
+            return False
+        check_ifname(new_name, f"retire {ifname}")
+        if new_name in k.links:
+            raise link_error(f"retire link {ifname} as {new_name}: rename", errno.EEXIST)
+        ns = k.netns.get(netns) if netns is not None else None
+        if ns is not None and link.peer is not None and peer_ifname in ns.links:
+            peer = ns.links.pop(peer_ifname)
+            peer.name, peer.up, peer.peer = new_name, False, new_name
+            ns.links[new_name] = peer
+            link.peer = (link.peer[0], new_name)
+        k.enslave(link, None)
+        del k.links[ifname]
+        link.name, link.up = new_name, False
+        k.links[new_name] = link
+        self.pending.add(new_name)
+        if not self.deferred:
+            self.reap()
+        return True
+
+    def pending_deletions(self) -> frozenset[str]:
+        return frozenset(self.pending)
+
+    def reap(self) -> None:
+        """Delete the retired veths (the backend's background deletion)."""
+        for name in sorted(self.pending):
+            self._kernel.delete_host_link(name)
+        self.pending.clear()
 
     async def get_link(self, ifname: str) -> Link | None:
         self._record("get_link", mutating=False)

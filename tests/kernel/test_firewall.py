@@ -250,8 +250,8 @@ def test_published_udp_port_and_ranges(world: World, nl_run: NlRun) -> None:
             await world.aexpect(checks)
             table = world.table()["nftables"]
             elems = {o["map"]["name"]: len(o["map"].get("elem", ())) for o in table if "map" in o}
-            assert elems["dnat_addr"] == 3  # one element per range
-            assert elems["dnat_port"] == 3  # 8053 and the two shifted ports
+            assert elems["dnat_any"] == 6  # one element per port
+            assert elems["dnat_any_port"] == 3  # 8053 and the two shifted ports
     nl_run(body)
 
 
@@ -375,8 +375,7 @@ def test_apply_is_idempotent_and_is_intact_sees_damage(world: World, nl_run: NlR
             assert not await fw.is_intact(state(port("a1", 8080, 80)))
             damage = [["flush", "chain", "inet", "sheep", "forward"],
                       ["chain", "inet", "sheep", "forward", "{ policy drop ; }"],
-                      ["delete", "element", "inet", "sheep", "dnat_addr",
-                       "{ 0.0.0.0/0 . tcp . 8080 }"],
+                      ["delete", "element", "inet", "sheep", "dnat_any", "{ tcp . 8080 }"],
                       ["delete", "chain", "inet", "sheep", "guard"],
                       ["delete", "table", "inet", "sheep"]]
             for args in damage:
@@ -441,7 +440,7 @@ def test_flush_ruleset_is_repaired_within_a_second(
             await asyncio.sleep(0.2)
             assert changes == []
             for what in (["flush", "ruleset"], ["delete", "chain", "inet", "sheep", "forward"],
-                         ["flush", "map", "inet", "sheep", "dnat_addr"]):
+                         ["flush", "map", "inet", "sheep", "dnat_any"]):
                 done = len(repairs)
                 start = time.monotonic()
                 await asyncio.to_thread(world.nft, *what)

@@ -45,7 +45,7 @@ async def test_create_container_is_all_or_nothing(daemon: Daemon, blue: pb.Netwo
     assert calls.count("netns.configure_interface") == n_nets
     assert calls.count("store.add_attachment") == n_nets
     if any(n.ports for n in networks):
-        assert "firewall.apply" in calls
+        assert "firewall.update_ports" in calls
 
 
 @pytest.mark.parametrize("ports", [(), (port(8080),)], ids=["no-ports", "ports"])
@@ -56,7 +56,7 @@ async def test_attach_network_is_all_or_nothing(daemon: Daemon, blue: pb.Network
         pb.AttachNetworkRequest(container_id="web", network="blue", ports=list(ports))))
     assert {"links.create_veth", "netns.configure_interface", "store.add_attachment"} <= set(
         calls)
-    assert ("firewall.apply" in calls) == bool(ports)
+    assert ("firewall.update_ports" in calls) == bool(ports)
 
 
 @pytest.mark.parametrize("ports", [(), (port(8080),)], ids=["no-ports", "ports"])
@@ -69,7 +69,7 @@ async def test_detach_network_leaks_nothing(daemon: Daemon, blue: pb.Network,
             container_id="web", network="blue", ports=list(ports))),
         op=lambda: daemon.api.DetachNetwork(pb.DetachNetworkRequest(
             container_id="web", network="blue")))
-    assert {"links.delete_link", "store.remove_attachment"} <= set(calls)
+    assert {"links.retire_veth", "store.remove_attachment"} <= set(calls)
 
 
 async def test_remove_container_with_force_leaks_nothing(daemon: Daemon,
@@ -79,8 +79,9 @@ async def test_remove_container_with_force_leaks_nothing(daemon: Daemon,
         setup=lambda: create(daemon, "web", networks=[
             net("sheep0", ports=[port(8080)]), net("blue", ports=[port(9090)])]),
         op=lambda: daemon.api.RemoveContainer(pb.RemoveContainerRequest(id="web", force=True)))
-    assert calls.count("links.delete_link") == 2
-    assert {"namespaces.delete", "store.remove_container", "firewall.apply"} <= set(calls)
+    assert calls.count("links.retire_veth") == 2
+    assert {"namespaces.delete", "store.remove_container", "firewall.update_ports"} <= set(
+        calls)
 
 
 async def test_create_network_is_all_or_nothing(daemon: Daemon) -> None:

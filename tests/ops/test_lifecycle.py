@@ -124,7 +124,7 @@ async def test_start_is_all_or_nothing(daemon: Daemon) -> None:
     await daemon.api.StopContainer(pb.StopContainerRequest(id="web"))
     calls = await sweep.all_or_nothing(
         daemon, lambda: daemon.api.StartContainer(pb.StartContainerRequest(id="web")))
-    assert {"namespaces.create", "processes.start", "firewall.apply"} <= set(calls)
+    assert {"namespaces.create", "processes.start", "firewall.update_ports"} <= set(calls)
     assert calls.count("links.create_veth") == 2
 
 

@@ -154,7 +154,7 @@ def test_readme_tour_against_the_installed_daemon(installs: Installs,
     assert out["sheepctl network connect backend web --ip 10.30.0.10"] == \
         "eth1\t10.30.0.10/24\n"
     assert "backend" in out["sheepctl network ls"]
-    assert out["sheepctl stop web && sheepctl rm web"].splitlines()[-1] == web
+    assert out["sheepctl stop web && sheepctl rm web"].splitlines() == ["web", "web"]
     for kind in ("container.created", "network.created", "network.attached"):
         assert kind in stream, stream + err
     assert run("bash", "-c", "sheepctl ps -a -q", env=env).stdout == ""

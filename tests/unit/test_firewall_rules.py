@@ -69,8 +69,8 @@ def test_empty_state_has_every_chain_and_no_elements() -> None:
     assert set(objects(cmds, "chain")) == set(CHAINS)
     s = shape(cmds)
     assert all(n == 0 for n in s.sets.values())
-    assert s.rules == {"guard": 1, "dnat_in": 1, "dnat_local": 1, "publish": 2, "snat": 2,
-                       "forward": 6}
+    assert s.rules == {"guard": 2, "dnat_in": 1, "dnat_local": 2, "publish": 8, "snat": 3,
+                       "forward": 8}
     assert s.chains["forward"] == ("forward", 0, "accept")
     assert s.chains["publish"] == ("", 0, "")
 
@@ -90,32 +90,33 @@ def test_networks_give_masquerade_isolation_and_icc() -> None:
             for r in masquerades] == [("10.20.0.0", "shpbra"), ("10.30.0.0", "shpbrb")]
 
 
-def test_equal_port_range_is_one_element_and_keeps_ports() -> None:
+def test_equal_port_range_keeps_ports() -> None:
     cmds = build_ruleset(FirewallState(networks=(A,), ports=(port(9000, 9000, count=3),)))
     maps = objects(cmds, "map")
-    assert maps["dnat_addr"]["elem"] == [[
-        {"concat": [{"prefix": {"addr": "0.0.0.0", "len": 0}}, "tcp",
-                    {"range": [9000, 9002]}]}, "10.20.0.2"]]
-    assert "elem" not in maps["dnat_port"]
+    assert maps["dnat_any"]["elem"] == [
+        [{"concat": ["tcp", p]}, "10.20.0.2"] for p in (9000, 9001, 9002)]
+    assert "elem" not in maps["dnat_any_port"] and "elem" not in maps["dnat_addr"]
+    assert "flags" not in maps["dnat_any"]  # a hash map: O(1) add and delete
 
 
 def test_shifted_range_maps_each_port() -> None:
     cmds = build_ruleset(FirewallState(networks=(A,), ports=(
         port(7000, 80, count=2, host_ip="198.51.100.2", protocol="udp"),)))
     maps = objects(cmds, "map")
-    assert maps["dnat_addr"]["elem"] == [[
-        {"concat": ["198.51.100.2", "udp", {"range": [7000, 7001]}]}, "10.20.0.2"]]
-    assert maps["dnat_port"]["elem"] == [
+    assert maps["dnat_addr"]["elem"] == [
+        [{"concat": ["198.51.100.2", "udp", p]}, "10.20.0.2"] for p in (7000, 7001)]
+    assert maps["dnat_addr_port"]["elem"] == [
         [{"concat": ["198.51.100.2", "udp", 7000]}, 80],
         [{"concat": ["198.51.100.2", "udp", 7001]}, 81]]
+    assert "elem" not in maps["dnat_any"]
 
 
 def test_shape_counts_rules_and_elements() -> None:
     state = FirewallState(networks=(A, B), ports=(port(8080, 80), port(9000, 9000, count=5)))
     cmds = build_ruleset(state)
     s = shape(cmds)
-    assert s.sets["dnat_addr"] == 2 and s.sets["dnat_port"] == 1
-    assert s.rules["snat"] == 4
+    assert s.sets["dnat_any"] == 6 and s.sets["dnat_any_port"] == 1
+    assert s.rules["snat"] == 5
     # A `list table` answer has the same objects without the "add" wrapper.
     listing = [{"metainfo": {}}] + [c["add"] for c in cmds[2:]]
     assert shape(listing) == s

@@ -10,9 +10,9 @@
 
 from sheep.runtime.v1 import runtime_pb2 as pb
 
-from sheep_client.aio import AsyncEventStream, AsyncSheepClient
-from sheep_client.builders import NetworkSpec, PortSpec, Since
-from sheep_client.client import DEFAULT_TIMEOUT, EventStream, SheepClient
+from sheep_client.aio import AsyncEventStream, AsyncLogStream, AsyncSheepClient, AsyncStream
+from sheep_client.builders import NetworkSpec, PortSpec, RestartSpec, Since
+from sheep_client.client import DEFAULT_TIMEOUT, EventStream, LogStream, SheepClient, Stream
 from sheep_client.connection import (
     DEFAULT_SOCKET,
     aio_channel,
@@ -45,21 +45,26 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "AlreadyExists",
     "AsyncEventStream",
+    "AsyncLogStream",
     "AsyncSheepClient",
+    "AsyncStream",
     "EventStream",
     "FailedPrecondition",
     "FieldViolation",
     "Internal",
     "InvalidArgument",
+    "LogStream",
     "NetworkSpec",
     "NotFound",
     "PortSpec",
     "PreconditionViolation",
     "ResourceExhausted",
     "ResourceRef",
+    "RestartSpec",
     "SheepClient",
     "SheepClientError",
     "Since",
+    "Stream",
     "Unavailable",
     "__version__",
     "aio_channel",

@@ -1,5 +1,5 @@
 """The asyncio client (grpc.aio): `AsyncSheepClient`, the methods of `SheepClient` as
-coroutines, and `AsyncEventStream`."""
+coroutines, and its streams `AsyncEventStream` and `AsyncLogStream`."""
 
 from __future__ import annotations
 
@@ -7,29 +7,31 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import grpc
 from sheep.runtime.v1 import runtime_pb2 as pb
 from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 
 from sheep_client import builders, connection
-from sheep_client.builders import NetworkSpec, PortSpec, Since
-from sheep_client.client import DEFAULT_TIMEOUT, quiet_end, stop_deadline
+from sheep_client.builders import NetworkSpec, PortSpec, RestartSpec, Since
+from sheep_client.client import DEFAULT_TIMEOUT, exec_deadline, quiet_end, stop_deadline
 from sheep_client.errors import Unavailable, from_rpc_error
 
+T = TypeVar("T")
 
-class AsyncEventStream(AsyncIterator[pb.Event]):
-    """The asyncio twin of `EventStream`: `async for event in stream`."""
+
+class AsyncStream(AsyncIterator[T]):
+    """The asyncio twin of `Stream`: `async for msg in stream`."""
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self._cancelled = False
 
-    def __aiter__(self) -> AsyncEventStream:
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> pb.Event:
+    async def __anext__(self) -> T:
         if self._cancelled:
             raise StopAsyncIteration
         try:
@@ -44,8 +46,8 @@ class AsyncEventStream(AsyncIterator[pb.Event]):
             raise
         if msg is grpc.aio.EOF:
             raise StopAsyncIteration
-        event: pb.Event = msg
-        return event
+        item: T = msg
+        return item
 
     def cancel(self) -> None:
         """Stop the stream; a pending or later read ends the iteration."""
@@ -54,11 +56,19 @@ class AsyncEventStream(AsyncIterator[pb.Event]):
 
     close = cancel
 
-    async def __aenter__(self) -> AsyncEventStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.cancel()
+
+
+class AsyncEventStream(AsyncStream[pb.Event]):
+    """The asyncio twin of `EventStream`: `async for event in stream`."""
+
+
+class AsyncLogStream(AsyncStream[pb.LogEntry]):
+    """The asyncio twin of `LogStream`: `async for entry in stream`."""
 
 
 class AsyncSheepClient:
@@ -125,14 +135,45 @@ class AsyncSheepClient:
                                networks: Sequence[NetworkSpec] = (), network_mode: str = "",
                                privileged: bool = False, cap_add: Sequence[str] = (),
                                image: str = "", rootfs: str = "", working_dir: str = "",
+                               restart_policy: RestartSpec = None, stop_signal: str = "",
+                               stop_timeout_seconds: int = 0,
+                               resources: pb.Resources | None = None,
+                               log: pb.LogConfig | None = None, auto_remove: bool = False,
                                timeout: float | None = None) -> pb.Container:
         """See `SheepClient.create_container`."""
-        req = builders.create_container(command, name=name, env=env, hostname=hostname,
-                                        networks=networks, network_mode=network_mode,
-                                        privileged=privileged, cap_add=cap_add, image=image,
-                                        rootfs=rootfs, working_dir=working_dir)
+        req = builders.create_container(
+            command, name=name, env=env, hostname=hostname, networks=networks,
+            network_mode=network_mode, privileged=privileged, cap_add=cap_add, image=image,
+            rootfs=rootfs, working_dir=working_dir, restart_policy=restart_policy,
+            stop_signal=stop_signal, stop_timeout_seconds=stop_timeout_seconds,
+            resources=resources, log=log, auto_remove=auto_remove)
         c: pb.Container = await self._call("CreateContainer", req, timeout)
         return c
+
+    async def start_container(self, id: str, *,
+                              timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.start_container`."""
+        c: pb.Container = await self._call("StartContainer",
+                                           pb.StartContainerRequest(id=id), timeout)
+        return c
+
+    async def restart_container(self, id: str, *, timeout_seconds: int = 0,
+                                timeout: float | None = None) -> pb.Container:
+        """See `SheepClient.restart_container`."""
+        req = pb.RestartContainerRequest(id=id, timeout_seconds=timeout_seconds)
+        c: pb.Container = await self._call(
+            "RestartContainer", req, timeout or stop_deadline(self.timeout, timeout_seconds))
+        return c
+
+    async def wait_container(self, id: str, *,
+                             timeout: float | None = None) -> pb.WaitContainerResponse:
+        """See `SheepClient.wait_container` (no deadline unless `timeout`)."""
+        try:
+            resp: pb.WaitContainerResponse = await self._stub.WaitContainer(
+                pb.WaitContainerRequest(id=id), timeout=timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        return resp
 
     async def stop_container(self, id: str, *, timeout_seconds: int = 0,
                              timeout: float | None = None) -> pb.Container:
@@ -163,6 +204,32 @@ class AsyncSheepClient:
         return c
 
     inspect_container = inspect
+
+    def logs(self, id: str, *, follow: bool = False, tail: int | None = None,
+             since: Since = None, until: Since = None,
+             streams: Sequence[pb.LogEntry.Stream] = (),
+             duration: float | None = None) -> AsyncLogStream:
+        """See `SheepClient.logs`; iterate it with `async for`."""
+        req = builders.logs(id, follow=follow, tail=tail, since=since, until=until,
+                            streams=streams)
+        return AsyncLogStream(self._stub.Logs(req, timeout=duration))
+
+    async def exec(self, id: str, command: Sequence[str], *,
+                   env: Mapping[str, str] | None = None, working_dir: str = "",
+                   timeout_seconds: int = 0, max_output_bytes: int = 0,
+                   timeout: float | None = None) -> pb.ExecResponse:
+        """See `SheepClient.exec`."""
+        req = builders.exec_request(id, command, env=env, working_dir=working_dir,
+                                    timeout_seconds=timeout_seconds,
+                                    max_output_bytes=max_output_bytes)
+        resp: pb.ExecResponse = await self._call(
+            "Exec", req, timeout or exec_deadline(self.timeout, timeout_seconds))
+        return resp
+
+    async def stats(self, id: str, *, timeout: float | None = None) -> pb.ContainerStats:
+        """See `SheepClient.stats`."""
+        s: pb.ContainerStats = await self._call("Stats", pb.StatsRequest(id=id), timeout)
+        return s
 
     # -- attachments ----------------------------------------------------------------
 
@@ -245,3 +312,16 @@ class AsyncSheepClient:
         """See `SheepClient.version`."""
         v: pb.VersionResponse = await self._call("Version", pb.VersionRequest(), timeout)
         return v
+
+    # -- cluster --------------------------------------------------------------------
+
+    async def get_cluster(self, *, timeout: float | None = None) -> pb.Cluster:
+        """See `SheepClient.get_cluster`."""
+        c: pb.Cluster = await self._call("GetCluster", pb.GetClusterRequest(), timeout)
+        return c
+
+    async def leave_cluster(self, *, timeout: float | None = None) -> str:
+        """See `SheepClient.leave_cluster`."""
+        resp: pb.LeaveClusterResponse = await self._call(
+            "LeaveCluster", pb.LeaveClusterRequest(), timeout)
+        return resp.subnet

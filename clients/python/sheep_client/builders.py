@@ -9,6 +9,7 @@ from typing import TypeAlias
 from google.protobuf.timestamp_pb2 import Timestamp
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from sheep_client.parsing import parse_restart_policy
 from sheep_client.ports import parse_port
 
 #: A network to attach at creation: its name or id, or a full request message.
@@ -17,6 +18,8 @@ NetworkSpec: TypeAlias = "str | pb.NetworkAttachmentRequest"
 PortSpec: TypeAlias = "str | pb.PortMapping"
 #: A point in time: an aware (or UTC naive) datetime, Unix seconds, or a Timestamp.
 Since: TypeAlias = "datetime | float | Timestamp | None"
+#: A restart policy: docker's spelling ("on-failure:3", "always") or the message.
+RestartSpec: TypeAlias = "str | pb.RestartPolicy | None"
 
 
 def port_mappings(ports: Sequence[PortSpec]) -> list[pb.PortMapping]:
@@ -52,14 +55,27 @@ def create_container(command: Sequence[str] = (), *, name: str = "",
                      env: Mapping[str, str] | None = None, hostname: str = "",
                      networks: Sequence[NetworkSpec] = (), network_mode: str = "",
                      privileged: bool = False, cap_add: Sequence[str] = (),
-                     image: str = "", rootfs: str = "",
-                     working_dir: str = "") -> pb.CreateContainerRequest:
-    return pb.CreateContainerRequest(
+                     image: str = "", rootfs: str = "", working_dir: str = "",
+                     restart_policy: RestartSpec = None, stop_signal: str = "",
+                     stop_timeout_seconds: int = 0, resources: pb.Resources | None = None,
+                     log: pb.LogConfig | None = None,
+                     auto_remove: bool = False) -> pb.CreateContainerRequest:
+    req = pb.CreateContainerRequest(
         name=name, command=_strings(command, "command", "['/bin/sleep', '30']"),
         env=dict(env or {}), hostname=hostname, networks=network_requests(networks),
         network_mode=network_mode, privileged=privileged,
         cap_add=_strings(cap_add, "cap_add", "['NET_ADMIN']"), image=image, rootfs=rootfs,
-        working_dir=working_dir)
+        working_dir=working_dir, stop_signal=stop_signal,
+        stop_timeout_seconds=stop_timeout_seconds, auto_remove=auto_remove)
+    if isinstance(restart_policy, str):
+        restart_policy = parse_restart_policy(restart_policy)
+    if restart_policy is not None:
+        req.restart_policy.CopyFrom(restart_policy)
+    if resources is not None:
+        req.resources.CopyFrom(resources)
+    if log is not None:
+        req.log.CopyFrom(log)
+    return req
 
 
 def list_containers(*, all: bool = False,
@@ -98,3 +114,24 @@ def watch_events(filters: Mapping[str, str] | None = None,
     if ts is not None:
         req.since.CopyFrom(ts)
     return req
+
+
+def logs(id: str, *, follow: bool = False, tail: int | None = None, since: Since = None,
+         until: Since = None,
+         streams: Sequence[pb.LogEntry.Stream] = ()) -> pb.LogsRequest:
+    req = pb.LogsRequest(id=id, follow=follow, streams=list(streams))
+    if tail is not None:
+        req.tail = tail
+    for field, when in (("since", since), ("until", until)):
+        ts = timestamp(when)
+        if ts is not None:
+            getattr(req, field).CopyFrom(ts)
+    return req
+
+
+def exec_request(id: str, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 working_dir: str = "", timeout_seconds: int = 0,
+                 max_output_bytes: int = 0) -> pb.ExecRequest:
+    return pb.ExecRequest(id=id, command=_strings(command, "command", "['ls', '/']"),
+                          env=dict(env or {}), working_dir=working_dir,
+                          timeout_seconds=timeout_seconds, max_output_bytes=max_output_bytes)

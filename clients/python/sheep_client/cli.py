@@ -1,30 +1,70 @@
 """sheepctl: the command-line client, built on `sheep_client.SheepClient`.
 
-Exit statuses follow docker's: `run` exits 125 when the container could not be
-created (the daemon refused, or is unreachable), 126 when its command is not
-executable, 127 when it is not found, else the container's own status (0 with -d).
-Other commands exit 1 when the daemon fails the call. Usage errors exit 2."""
+Exit statuses follow docker's: a usage error exits 125. `run` and `exec` exit 125 when
+the daemon fails the call (or cannot be reached), 126 when the command is not
+executable, 127 when it is not found, else the command's own status (`run -d`: 0).
+Other commands exit 1 when the daemon fails the call."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeAlias, TypeVar, cast
 
-from sheep_client import __version__, commands
+from sheep_client import __version__, commands, container_io, parsing, run, stats
+from sheep_client import cluster as cluster_cmd
 from sheep_client.client import SheepClient
 from sheep_client.connection import DEFAULT_SOCKET, is_tcp, target
 from sheep_client.errors import SheepClientError, Unavailable
 
-#: Exit status of a failed `run` (docker's "the error is with the daemon").
-RUN_FAILED = 125
-#: Exit status of any other command the daemon failed, and of a usage error.
-FAILED, USAGE = 1, 2
+#: Exit status of a usage error, and of `run` or `exec` the daemon failed (docker's
+#: "the error is with the daemon itself").
+USAGE = DAEMON_FAILED = 125
+#: Exit status of any other command the daemon failed.
+FAILED = 1
+#: Exit status after Ctrl-C, and when the reader of our output went away (SIGPIPE).
+INTERRUPTED, BROKEN_PIPE = 130, 141
 
-EPILOG = ("Exit status: run gives 125 if the container could not be created, 126 or 127 "
-          "if its command is not executable or not found, else the container's; other "
-          "commands give 1 when the daemon fails the call; usage errors give 2.")
+EPILOG = ("Exit status: 125 for a usage error; run and exec give 125 when the daemon "
+          "fails them, 126 or 127 if the command is not executable or not found, else "
+          "the command's; other commands give 1 when the daemon fails the call.")
 FORMAT_HELP = "table (default) or json: one JSON object per line, proto field names"
+TIME_HELP = ("RFC 3339 (2024-05-01T10:00:00Z), Unix seconds, or a duration before now "
+             "(10m, 1h30s)")
+
+T = TypeVar("T")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with docker's exit status for a usage error (125, not 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"{self.prog}: error: {message}\n")
+
+
+def value(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
+    """An argparse type from a parser of sheep_client.parsing: its ValueError message
+    becomes the usage error's."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = name
+    return convert
+
+
+def _nonnegative(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"bad number {text!r}: use a whole number >= 0")
+    return int(text)
+
+
+SECONDS = value(_nonnegative, "seconds")
+WHEN = value(lambda t: parsing.parse_time(t, now=time.time()), "time")
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -49,16 +89,13 @@ RUN_DESCRIPTION = (
     "runs when no COMMAND follows), unless it is -- or an absolute path, or --rootfs "
     "is given: then there is no image, and the arguments are the command, run on a "
     "read-only view of the host's root (or on --rootfs DIR). Options go before the "
-    "IMAGE; everything after it is the command's.")
+    "IMAGE; everything after it is the command's. Without -d, the container's stdout "
+    "and stderr stream to sheepctl's until it exits, and its exit status is sheepctl's.")
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    r = sub.add_parser("run", help="create and start a container", usage=RUN_USAGE,
-                       description=RUN_DESCRIPTION)
-    r.add_argument("-d", "--detach", action="store_true",
-                   help="print the container's id once it runs and exit; without it, print "
-                        "the id and wait for the exit (its status is sheepctl's)")
-    r.add_argument("--name", default="", help="unique name (default: sheep-<id prefix>)")
+def _add_run_networking(r: argparse.ArgumentParser) -> None:
     r.add_argument("--network", action="append", default=[], metavar="NETWORK",
                    help="attach to this network (repeatable; default: sheep0)")
     r.add_argument("--network-mode", default="", choices=["", "none"],
@@ -71,8 +108,41 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="publish a port on the first network: "
                         "[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")
     r.add_argument("--hostname", default="", help="hostname inside (default: the name)")
+
+
+def _add_run_lifecycle(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--rm", action="store_true",
+                   help="remove the container when it exits (with -d the daemon does)")
+    r.add_argument("--restart", type=value(parsing.parse_restart_policy, "restart policy"),
+                   default=None, metavar="POLICY",
+                   help="no (default), on-failure[:MAX_RETRIES], always or unless-stopped")
+    r.add_argument("--stop-signal", default="", metavar="SIGNAL",
+                   help="signal that stops it, a name or number (default SIGTERM)")
+    r.add_argument("--stop-timeout", type=SECONDS, default=0, metavar="SECONDS",
+                   help="seconds from the stop signal to SIGKILL (default 10)")
+    r.add_argument("-m", "--memory", type=value(parsing.parse_memory, "memory"), default=0,
+                   metavar="BYTES", help="memory limit: b, k, m or g units (512m, 1g)")
+    r.add_argument("--cpus", type=value(parsing.parse_cpus, "cpus"), default=0.0,
+                   metavar="N", help="CPU limit in cores, e.g. 1.5")
+    r.add_argument("--pids-limit", type=value(parsing.parse_pids_limit, "pids limit"),
+                   default=0, metavar="N", help="most tasks at once (-1 or 0: no limit)")
+    r.add_argument("--log-opt", action="append", default=[],
+                   type=value(parsing.parse_log_opt, "log opt"), metavar="KEY=VALUE",
+                   help="log rotation: max-size=SIZE (e.g. 10m), max-file=N (repeatable)")
+
+
+def _add_run(sub: Subparsers) -> None:
+    r = sub.add_parser("run", help="create and start a container", usage=RUN_USAGE,
+                       description=RUN_DESCRIPTION)
+    r.add_argument("-d", "--detach", action="store_true",
+                   help="print the container's id once it runs and exit; without it, "
+                        "stream its output, wait for the exit and return its status")
+    r.add_argument("--name", default="", help="unique name (default: sheep-<id prefix>)")
+    _add_run_networking(r)
+    _add_run_lifecycle(r)
     r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment variable of the command (repeatable)")
+                   help="environment variable of the command; KEY alone takes sheepctl's "
+                        "(repeatable)")
     r.add_argument("--cap-add", action="append", default=[], metavar="CAP",
                    help="add a capability to the default set, e.g. NET_ADMIN; ALL for "
                         "every one (repeatable)")
@@ -87,7 +157,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "the command")
     r.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND...]",
                    help="the image, then the command and its arguments (see above)")
-    r.set_defaults(fn=commands.cmd_run, failed=RUN_FAILED)
+    r.set_defaults(fn=run.cmd_run, failed=DAEMON_FAILED)
 
 
 def _listing_flags(p: argparse.ArgumentParser) -> None:
@@ -95,29 +165,86 @@ def _listing_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
 
 
-def _add_containers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _names(p: argparse.ArgumentParser, what: str = "names or ids") -> None:
+    p.add_argument("ids", nargs="+", metavar="CONTAINER", help=what)
+
+
+def _add_lifecycle(sub: Subparsers) -> None:
+    for verb, fn, what in (("start", commands.cmd_start, "start created or exited containers"),
+                           ("wait", commands.cmd_wait,
+                            "wait for containers to exit; print their exit codes"),
+                           ("inspect", commands.cmd_inspect, "show containers as JSON")):
+        p = sub.add_parser(verb, help=what)
+        _names(p, "names, ids or unique id prefixes")
+        p.set_defaults(fn=fn)
+    for verb, fn, what in (("stop", commands.cmd_stop,
+                            "stop containers (stop signal, then SIGKILL)"),
+                           ("restart", commands.cmd_restart, "stop and start containers")):
+        p = sub.add_parser(verb, help=what)
+        p.add_argument("-t", "--time", type=SECONDS, default=None, metavar="SECONDS",
+                       help="seconds from the stop signal to SIGKILL (default: the "
+                            "container's --stop-timeout, else 10)")
+        _names(p)
+        p.set_defaults(fn=fn)
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill running ones first")
+    _names(rm)
+    rm.set_defaults(fn=commands.cmd_rm)
+
+
+def _add_containers(sub: Subparsers) -> None:
     ps = sub.add_parser("ps", help="list containers")
     ps.add_argument("-a", "--all", action="store_true", help="exited ones too")
     _listing_flags(ps)
     ps.set_defaults(fn=commands.cmd_ps)
-    i = sub.add_parser("inspect", help="show a container as JSON")
-    i.add_argument("id", help="name, id or unique id prefix")
-    i.set_defaults(fn=commands.cmd_inspect)
-    s = sub.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
-    s.add_argument("-t", "--time", type=int, default=10, metavar="SECONDS",
-                   help="seconds between SIGTERM and SIGKILL (default 10)")
-    s.add_argument("ids", nargs="+", metavar="CONTAINER", help="names or ids")
-    s.set_defaults(fn=commands.cmd_stop)
-    rm = sub.add_parser("rm", help="remove containers")
-    rm.add_argument("-f", "--force", action="store_true", help="kill running ones first")
-    rm.add_argument("ids", nargs="+", metavar="CONTAINER", help="names or ids")
-    rm.set_defaults(fn=commands.cmd_rm)
+    _add_lifecycle(sub)
     pt = sub.add_parser("port", help="list a container's published ports")
     pt.add_argument("id", help="name, id or unique id prefix")
+    pt.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]",
+                    help="only the host addresses of this container port")
     pt.set_defaults(fn=commands.cmd_port)
+    st = sub.add_parser("stats", help="containers' CPU, memory, network and pids usage")
+    mode = st.add_mutually_exclusive_group()
+    mode.add_argument("--stream", action="store_true",
+                      help="refresh every second, with CPU %% between samples, until Ctrl-C")
+    mode.add_argument("--no-stream", dest="stream", action="store_false",
+                      help="one sample, with the CPU time used so far (the default)")
+    st.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
+    st.add_argument("containers", nargs="*", metavar="CONTAINER",
+                    help="names or ids (default: every running container)")
+    st.set_defaults(fn=stats.cmd_stats)
 
 
-def _add_networks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_io(sub: Subparsers) -> None:
+    lg = sub.add_parser("logs", help="print a container's stdout and stderr")
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="go on with new output until the container exits")
+    lg.add_argument("-n", "--tail", type=value(parsing.parse_tail, "tail"), default=None,
+                    metavar="N", help="only the last N lines (default: all)")
+    lg.add_argument("--since", type=WHEN, default=None, metavar="TIME",
+                    help=f"only lines written since TIME: {TIME_HELP}")
+    lg.add_argument("--until", type=WHEN, default=None, metavar="TIME",
+                    help="only lines written before TIME (as --since)")
+    lg.add_argument("-t", "--timestamps", action="store_true",
+                    help="start each line with the time it was written")
+    lg.add_argument("container", help="name, id or unique id prefix")
+    lg.set_defaults(fn=container_io.cmd_logs)
+    ex = sub.add_parser("exec", help="run a command in a running container",
+                        usage="sheepctl exec [OPTIONS] CONTAINER COMMAND [ARG...]")
+    ex.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment variable, on top of the container's; KEY alone "
+                         "takes sheepctl's (repeatable)")
+    ex.add_argument("-w", "--workdir", default="", metavar="DIR",
+                    help="working directory (default: the container's)")
+    ex.add_argument("--timeout", type=SECONDS, default=0, metavar="SECONDS",
+                    help="kill the command after this long (default 60)")
+    ex.add_argument("container", help="name, id or unique id prefix")
+    ex.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
+                    help="the command and its arguments")
+    ex.set_defaults(fn=container_io.cmd_exec, failed=DAEMON_FAILED)
+
+
+def _add_networks(sub: Subparsers) -> None:
     n = sub.add_parser("network", help="manage networks")
     nsub = n.add_subparsers(dest="net_cmd", required=True, metavar="COMMAND")
     nc = nsub.add_parser("create", help="create a network with its own bridge")
@@ -136,10 +263,12 @@ def _add_networks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ls = nsub.add_parser("ls", help="list networks: leases allocated / capacity")
     _listing_flags(ls)
     ls.set_defaults(fn=commands.cmd_network_ls)
-    for verb, fn, what in (("inspect", commands.cmd_network_inspect, "show a network as JSON"),
-                           ("rm", commands.cmd_network_rm, "remove an unused network")):
+    for verb, fn, what in (("inspect", commands.cmd_network_inspect,
+                            "show networks as JSON"),
+                           ("rm", commands.cmd_network_rm, "remove unused networks")):
         v = nsub.add_parser(verb, help=what)
-        v.add_argument("name", help="name, id or unique id prefix")
+        v.add_argument("names", nargs="+", metavar="NETWORK",
+                       help="names, ids or unique id prefixes")
         v.set_defaults(fn=fn)
     con = nsub.add_parser("connect", help="attach a running container to a network")
     con.add_argument("name", help="the network")
@@ -157,7 +286,7 @@ def _add_networks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dis.set_defaults(fn=commands.cmd_network_disconnect)
 
 
-def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_images(sub: Subparsers) -> None:
     i = sub.add_parser("image", help="manage images")
     isub = i.add_subparsers(dest="image_cmd", required=True, metavar="COMMAND")
     imp = isub.add_parser("import", help="import an OCI layout, OCI archive or rootfs "
@@ -167,7 +296,7 @@ def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     imp.add_argument("--trusted", action="store_true",
                      help="keep device nodes and setuid/setgid files (refused otherwise)")
     imp.set_defaults(fn=commands.cmd_image_import)
-    ls = sub.add_parser("images", help="list images: name, id, size, created")
+    ls = sub.add_parser("images", help="list images: name, id, created, size")
     _listing_flags(ls)
     ls.set_defaults(fn=commands.cmd_images)
     rmi = sub.add_parser("rmi", help="remove images no container is made from")
@@ -175,28 +304,40 @@ def _add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rmi.set_defaults(fn=commands.cmd_rmi)
 
 
-def _add_events_and_version(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_events_and_version(sub: Subparsers) -> None:
     e = sub.add_parser("events", help="stream live events until interrupted")
     e.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="container=NAME_OR_ID, network=NAME or type=PREFIX (repeatable)")
+    e.add_argument("--since", type=WHEN, default=None, metavar="TIME",
+                   help=f"replay the retained events since TIME first: {TIME_HELP}")
+    e.add_argument("--until", type=WHEN, default=None, metavar="TIME",
+                   help="stop at TIME (as --since)")
     e.add_argument("--format", choices=["text", "json"], default="text",
                    help="text (default) or json: one JSON object per line")
     e.set_defaults(fn=commands.cmd_events)
-    v = sub.add_parser("version", help="the daemon's version, API and backends as JSON")
-    v.set_defaults(fn=commands.cmd_version)
+    for verb, fn, what in (("version", commands.cmd_version,
+                            "the client's and the daemon's versions and backends"),
+                           ("info", commands.cmd_info,
+                            "containers by state, images, networks, versions, backends")):
+        v = sub.add_parser(verb, help=what)
+        v.add_argument("--format", choices=["text", "json"], default="text",
+                       help="text (default) or json: one JSON object")
+        v.set_defaults(fn=fn)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """sheepctl's argument parser: connection flags, then one subcommand."""
-    p = argparse.ArgumentParser(prog="sheepctl", description="sheep-runtime client",
-                                epilog=EPILOG)
+    p = Parser(prog="sheepctl", description="sheep-runtime client", epilog=EPILOG)
     _connection_flags(p)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    # Subcommands' parsers are Parsers too (argparse makes them of the parent's class).
+    sub = cast("Subparsers", p.add_subparsers(dest="cmd", required=True, metavar="COMMAND"))
     _add_run(sub)
     _add_containers(sub)
+    _add_io(sub)
     _add_networks(sub)
     _add_images(sub)
     _add_events_and_version(sub)
+    cluster_cmd.add_parser(sub)
     p.set_defaults(failed=FAILED)
     return p
 
@@ -228,9 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failed
     except ValueError as e:
         print(f"sheepctl: {e}", file=sys.stderr)
-        return RUN_FAILED if failed == RUN_FAILED else USAGE
+        return USAGE
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:  # e.g. `sheepctl logs web | head`: not an error of ours
+        sys.stderr.close()
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":

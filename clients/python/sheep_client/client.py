@@ -2,8 +2,9 @@
 
 `SheepClient` is blocking; `sheep_client.aio.AsyncSheepClient` is its asyncio twin.
 Both return the protobuf messages (`Container`, `Network`, `NetworkAttachment`,
-`Image`, `Event`, `VersionResponse`), plain ids where the reply is only an
-id, and raise `sheep_client.errors.SheepClientError` subclasses on failure.
+`Image`, `Event`, `LogEntry`, `ExecResponse`, `ContainerStats`, `VersionResponse`, ...),
+plain ids where the reply is only an id, and raise `sheep_client.errors.SheepClientError`
+subclasses on failure.
 """
 
 from __future__ import annotations
@@ -11,25 +12,32 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import grpc
 from sheep.runtime.v1 import runtime_pb2 as pb
 from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 
 from sheep_client import builders, connection
-from sheep_client.builders import NetworkSpec, PortSpec, Since
+from sheep_client.builders import NetworkSpec, PortSpec, RestartSpec, Since
 from sheep_client.errors import Unavailable, from_rpc_error
 
 #: Deadline of a unary call unless the client or the call says otherwise, in seconds.
 DEFAULT_TIMEOUT = 60.0
 #: The daemon's own SIGTERM-to-SIGKILL delay when StopContainer gets 0.
 DEFAULT_STOP_SECONDS = 10
+#: The daemon's limit on an Exec command when ExecRequest.timeout_seconds is 0.
+DEFAULT_EXEC_SECONDS = 60
 
 
 def stop_deadline(base: float | None, timeout_seconds: int) -> float | None:
     """A StopContainer call lasts up to its grace period: extend the deadline by it."""
     return None if base is None else base + (timeout_seconds or DEFAULT_STOP_SECONDS)
+
+
+def exec_deadline(base: float | None, timeout_seconds: int) -> float | None:
+    """An Exec call lasts up to the command's timeout: extend the deadline by it."""
+    return None if base is None else base + (timeout_seconds or DEFAULT_EXEC_SECONDS)
 
 
 def quiet_end(err: grpc.RpcError, cancelled: bool) -> bool:
@@ -39,26 +47,29 @@ def quiet_end(err: grpc.RpcError, cancelled: bool) -> bool:
                 or code == grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-class EventStream(Iterator[pb.Event]):
-    """A live WatchEvents stream: iterate it for `Event` messages; `cancel()` (or leave
-    its `with` block) to stop. Iteration ends quietly after a cancel or when its
-    `duration` runs out; any other failure raises a typed error."""
+T = TypeVar("T")
+
+
+class Stream(Iterator[T]):
+    """A live server stream: iterate it for its messages; `cancel()` (or leave its
+    `with` block) to stop. Iteration ends quietly after a cancel or when its `duration`
+    runs out; any other failure raises a typed error."""
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self._cancelled = False
 
-    def __iter__(self) -> EventStream:
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> pb.Event:
+    def __next__(self) -> T:
         try:
-            event: pb.Event = next(self._call)
+            msg: T = next(self._call)
         except grpc.RpcError as e:
             if quiet_end(e, self._cancelled):
                 raise StopIteration from None
             raise from_rpc_error(e) from None
-        return event
+        return msg
 
     def cancel(self) -> None:
         """Stop the stream; a pending or later `next()` ends the iteration."""
@@ -67,11 +78,19 @@ class EventStream(Iterator[pb.Event]):
 
     close = cancel
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.cancel()
+
+
+class EventStream(Stream[pb.Event]):
+    """A live WatchEvents stream of `Event` messages (see `Stream`)."""
+
+
+class LogStream(Stream[pb.LogEntry]):
+    """A Logs stream of `LogEntry` messages, oldest first (see `Stream`)."""
 
 
 class SheepClient:
@@ -143,6 +162,10 @@ class SheepClient:
                          networks: Sequence[NetworkSpec] = (), network_mode: str = "",
                          privileged: bool = False, cap_add: Sequence[str] = (),
                          image: str = "", rootfs: str = "", working_dir: str = "",
+                         restart_policy: RestartSpec = None, stop_signal: str = "",
+                         stop_timeout_seconds: int = 0,
+                         resources: pb.Resources | None = None,
+                         log: pb.LogConfig | None = None, auto_remove: bool = False,
                          timeout: float | None = None) -> pb.Container:
         """Create and start a container running `command` (an argv list); the RUNNING
         container. `networks` are names or `NetworkAttachmentRequest`s (empty: the
@@ -151,13 +174,46 @@ class SheepClient:
         `privileged` gives every one and no seccomp filter. The root is the imported
         `image` (name or id prefix; its Cmd when `command` is empty), or the host
         directory `rootfs` (absolute), else a read-only view of the host's root;
-        `working_dir` is the command's directory (default: the image's, else /)."""
-        req = builders.create_container(command, name=name, env=env, hostname=hostname,
-                                        networks=networks, network_mode=network_mode,
-                                        privileged=privileged, cap_add=cap_add, image=image,
-                                        rootfs=rootfs, working_dir=working_dir)
+        `working_dir` is the command's directory (default: the image's, else /).
+        `restart_policy` is docker's spelling ("on-failure:3", "always",
+        "unless-stopped") or a `RestartPolicy`; `stop_signal` ("SIGINT", "2") and
+        `stop_timeout_seconds` are what a stop uses; `resources` (memory, CPUs, pids)
+        and `log` (rotation) are messages; `auto_remove` removes it once it exits."""
+        req = builders.create_container(
+            command, name=name, env=env, hostname=hostname, networks=networks,
+            network_mode=network_mode, privileged=privileged, cap_add=cap_add, image=image,
+            rootfs=rootfs, working_dir=working_dir, restart_policy=restart_policy,
+            stop_signal=stop_signal, stop_timeout_seconds=stop_timeout_seconds,
+            resources=resources, log=log, auto_remove=auto_remove)
         c: pb.Container = self._call("CreateContainer", req, timeout)
         return c
+
+    def start_container(self, id: str, *, timeout: float | None = None) -> pb.Container:
+        """Start a created or exited container again (same id, root and networks); the
+        RUNNING container (a running one as it is)."""
+        c: pb.Container = self._call("StartContainer", pb.StartContainerRequest(id=id),
+                                     timeout)
+        return c
+
+    def restart_container(self, id: str, *, timeout_seconds: int = 0,
+                          timeout: float | None = None) -> pb.Container:
+        """Stop (stop signal, SIGKILL after `timeout_seconds`; 0: the container's stop
+        timeout) and start again; the RUNNING container."""
+        req = pb.RestartContainerRequest(id=id, timeout_seconds=timeout_seconds)
+        c: pb.Container = self._call("RestartContainer", req,
+                                     timeout or stop_deadline(self.timeout, timeout_seconds))
+        return c
+
+    def wait_container(self, id: str, *,
+                       timeout: float | None = None) -> pb.WaitContainerResponse:
+        """Block until the container's command exits (at once if it is not running);
+        its exit code and the container then. No deadline unless `timeout` (seconds)."""
+        try:
+            resp: pb.WaitContainerResponse = self._stub.WaitContainer(
+                pb.WaitContainerRequest(id=id), timeout=timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        return resp
 
     def stop_container(self, id: str, *, timeout_seconds: int = 0,
                        timeout: float | None = None) -> pb.Container:
@@ -187,6 +243,40 @@ class SheepClient:
         return c
 
     inspect_container = inspect
+
+    def logs(self, id: str, *, follow: bool = False, tail: int | None = None,
+             since: Since = None, until: Since = None,
+             streams: Sequence[pb.LogEntry.Stream] = (),
+             duration: float | None = None) -> LogStream:
+        """Stream the container's output, oldest first: `LogEntry` messages (stream,
+        time, bytes, partial). `tail`: only the last lines; `since` / `until`: only
+        lines written in that window; `streams`: STDOUT and/or STDERR (default both).
+        With `follow` it goes on until the container exits, or `duration` seconds."""
+        req = builders.logs(id, follow=follow, tail=tail, since=since, until=until,
+                            streams=streams)
+        try:
+            call = self._stub.Logs(req, timeout=duration)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        return LogStream(call)
+
+    def exec(self, id: str, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+             working_dir: str = "", timeout_seconds: int = 0, max_output_bytes: int = 0,
+             timeout: float | None = None) -> pb.ExecResponse:
+        """Run `command` in the running container; its exit code, stdout and stderr
+        (each at most `max_output_bytes`, 0: 1 MiB; truncation is flagged), and
+        `timed_out` if it was killed after `timeout_seconds` (0: 60)."""
+        req = builders.exec_request(id, command, env=env, working_dir=working_dir,
+                                    timeout_seconds=timeout_seconds,
+                                    max_output_bytes=max_output_bytes)
+        resp: pb.ExecResponse = self._call(
+            "Exec", req, timeout or exec_deadline(self.timeout, timeout_seconds))
+        return resp
+
+    def stats(self, id: str, *, timeout: float | None = None) -> pb.ContainerStats:
+        """A running container's counters now: per interface, CPU time, memory, pids."""
+        s: pb.ContainerStats = self._call("Stats", pb.StatsRequest(id=id), timeout)
+        return s
 
     # -- attachments ----------------------------------------------------------------
 
@@ -283,3 +373,17 @@ class SheepClient:
         """Daemon, API and kernel versions and the backends in use."""
         v: pb.VersionResponse = self._call("Version", pb.VersionRequest(), timeout)
         return v
+
+    # -- cluster --------------------------------------------------------------------
+
+    def get_cluster(self, *, timeout: float | None = None) -> pb.Cluster:
+        """Cluster mode as this node sees it (`enabled` false on a single host)."""
+        c: pb.Cluster = self._call("GetCluster", pb.GetClusterRequest(), timeout)
+        return c
+
+    def leave_cluster(self, *, timeout: float | None = None) -> str:
+        """Release this node's subnet once nothing is attached to the cluster
+        network; the subnet released."""
+        resp: pb.LeaveClusterResponse = self._call("LeaveCluster", pb.LeaveClusterRequest(),
+                                                   timeout)
+        return resp.subnet

@@ -1,7 +1,9 @@
 """What each sheepctl command does, on a `SheepClient`; cli.py parses the arguments.
+`run` is in run.py, `logs` and `exec` in container_io.py, `stats` in stats.py.
 
 Each command returns its exit status. Listings print a table (default), JSON lines
-(`--format json`, one object per line, proto field names) or ids (`-q`)."""
+(`--format json`, one object per line, proto field names) or ids (`-q`). Commands that
+take several names go on after an error, as docker's do, and then return 1."""
 
 from __future__ import annotations
 
@@ -10,195 +12,150 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from sheep.runtime.v1 import runtime_pb2 as pb
 
-from sheep_client.client import SheepClient
-from sheep_client.errors import NotFound
-from sheep_client.ports import parse_port
+from sheep_client import __version__
+from sheep_client.client import DEFAULT_STOP_SECONDS, SheepClient
+from sheep_client.output import (
+    ago,
+    for_each,
+    human_duration,
+    json_line,
+    message_dict,
+    message_json,
+    print_listing,
+    rfc3339_nano,
+    seconds,
+    size,
+    table,
+)
+from sheep_client.parsing import parse_pairs
 
 STATE = {pb.Container.CREATED: "created", pb.Container.RUNNING: "running",
          pb.Container.EXITED: "exited", pb.Container.UNKNOWN: "unknown"}
-#: How long `run -d` watches for a command that cannot start (found and executed
-#: within milliseconds of the start; 0.5 s leaves a wide margin on a loaded host).
-EARLY_EXIT_SECONDS = 0.5
-#: Exit statuses of a command that could not be run, as a shell and docker give them.
-CANNOT_EXECUTE, NOT_FOUND = 126, 127
-#: The retained events of a new container: replay all of them (none is older).
-REPLAY_ALL = 1.0
-
-
-def _dict(msg: Message) -> dict[str, object]:
-    return MessageToDict(msg, preserving_proto_field_name=True)
-
-
-def _json(msg: Message) -> str:
-    return json.dumps(_dict(msg), indent=2)
-
-
-def _pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
-    out = {}
-    for kv in pairs:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise ValueError(f"bad {what} {kv!r}: use KEY=VALUE")
-        out[key] = value
-    return out
-
-
-def _addresses(c: pb.Container) -> str:
-    return ",".join(f"{n.ip_address}/{n.prefix_length}" for n in c.networks) or "-"
-
-
-def _listing(a: argparse.Namespace, items: Sequence[Message], *, ids: Callable[[], list[str]],
-             table: Callable[[], list[str]]) -> int:
-    """Print a listing as -q / --format asked."""
-    if a.quiet:
-        lines = ids()
-    elif a.format == "json":
-        lines = [json.dumps(_dict(m), separators=(",", ":")) for m in items]
-    else:
-        lines = table()
-    for line in lines:
-        print(line)
-    return 0
+#: Characters of a command docker's ps shows before it cuts it with an ellipsis.
+COMMAND_WIDTH = 20
 
 
 # -- containers -------------------------------------------------------------------
 
 
-def _image_and_command(a: argparse.Namespace) -> tuple[str, list[str]]:
-    """`run`'s IMAGE and command: the first argument is the image unless it is --, an
-    absolute path (no image name is) or --rootfs was given."""
-    args: list[str] = a.command
-    if args[:1] == ["--"]:
-        return "", args[1:]
-    if not args or args[0].startswith("/") or a.rootfs:
-        return "", args
-    return args[0], args[1:]
+def _addresses(c: pb.Container) -> str:
+    return ",".join(f"{n.ip_address}/{n.prefix_length}" for n in c.networks) or ""
 
 
-def _networks(a: argparse.Namespace) -> list[pb.NetworkAttachmentRequest]:
-    """The networks of `run`: --network ones (sheep0 if none but --ip, -p or
-    --network-alias ask for one), with the aliases on each, --ip and -p on the first."""
-    ports = [parse_port(p) for p in a.publish]
-    nets = [pb.NetworkAttachmentRequest(network=n, aliases=a.network_alias)
-            for n in a.network]
-    if not nets and (a.ip or ports or a.network_alias):
-        nets = [pb.NetworkAttachmentRequest(network="sheep0", aliases=a.network_alias)]
-    if nets:
-        nets[0].ip = a.ip
-        nets[0].ports.extend(ports)
-    return nets
+def _range(first: int, count: int) -> str:
+    return f"{first}-{first + count - 1}" if count > 1 else f"{first}"
 
 
-def _exit_code(api: SheepClient, c: pb.Container, *, duration: float | None) -> int | None:
-    """The container's exit status once it exits; None if it still runs after
-    `duration` seconds (None: wait for ever). Statuses are 0-255, as a shell sees them."""
-    with api.watch_events({"container": c.id, "type": "container.exited"}, since=REPLAY_ALL,
-                          duration=duration) as events:
-        for e in events:
-            return int(e.attributes.get("exit_code", "0")) & 0xFF
-    return None
+def _ports(c: pb.Container) -> str:
+    """PORTS as docker's ps writes them: 0.0.0.0:8080->80/tcp, ..."""
+    return ", ".join(f"{p.host_ip or '0.0.0.0'}:{_range(p.host_port, max(p.count, 1))}->"
+                     f"{_range(p.container_port, max(p.count, 1))}/{p.protocol or 'tcp'}"
+                     for p in c.ports)
 
 
-def _cannot_run(c: pb.Container, code: int | None) -> bool:
-    """Tell the user a command was not found or not executable; True if so."""
-    why = {NOT_FOUND: "not found", CANNOT_EXECUTE: "not executable"}.get(code or 0)
-    if why is None:
-        return False
-    print(f"sheepctl: {c.command[0]}: {why} in the container (exit {code}); it stays, "
-          f"exited, as {c.name}: sheepctl rm {c.name}", file=sys.stderr)
-    return True
+def status(c: pb.Container, now: float) -> str:
+    """STATUS as docker's ps writes it: "Up 5 minutes", "Exited (0) 3 seconds ago",
+    "Restarting (1) 2 seconds ago", "Created"."""
+    if c.restarting:
+        return f"Restarting ({c.exit_code}) {ago(c.finished_at, now)}"
+    if c.state == pb.Container.RUNNING:
+        return f"Up {human_duration(max(0.0, now - seconds(c.started_at)))}"
+    if c.state == pb.Container.EXITED:
+        return f"Exited ({c.exit_code}) {ago(c.finished_at, now)}"
+    return STATE.get(c.state, "unknown").capitalize()
 
 
-def _create(api: SheepClient, a: argparse.Namespace) -> pb.Container:
-    image, command = _image_and_command(a)
-    if not image and not command:
-        raise ValueError("run needs an image or a command: sheepctl run [OPTIONS] IMAGE "
-                         "[COMMAND [ARG...]] or sheepctl run [OPTIONS] -- COMMAND [ARG...]")
-    try:
-        return api.create_container(
-            command, name=a.name, env=_pairs(a.env, "environment variable"),
-            hostname=a.hostname, networks=_networks(a), network_mode=a.network_mode,
-            privileged=a.privileged, cap_add=a.cap_add, image=image,
-            rootfs=os.path.abspath(a.rootfs) if a.rootfs else "", working_dir=a.workdir)
-    except NotFound as e:
-        if image and e.resource is not None and e.resource.type == "image":
-            raise NotFound(e.code, f"{e.details} (sheepctl images lists them; a command "
-                           "on the host's root goes after --: sheepctl run [OPTIONS] -- "
-                           f"{' '.join([image, *command])})") from None
-        raise
-
-
-def cmd_run(api: SheepClient, a: argparse.Namespace) -> int:
-    """Create and start a container. -d: print its id once it runs; else print the id,
-    wait for the exit and return its status."""
-    c = _create(api, a)
-    if a.detach:
-        code = _exit_code(api, c, duration=EARLY_EXIT_SECONDS)
-        if _cannot_run(c, code):
-            return code or 0
-        print(c.id)
-        return 0
-    print(c.id, flush=True)
-    code = _exit_code(api, c, duration=None)
-    if code is None:  # the stream ended without the exit: the daemon went away
-        print("sheepctl: lost the daemon before the container exited", file=sys.stderr)
-        return 125
-    _cannot_run(c, code)
-    return code
+def _command(c: pb.Container) -> str:
+    text = " ".join(c.command)
+    if len(text) > COMMAND_WIDTH:
+        text = text[:COMMAND_WIDTH - 1] + "…"
+    return f'"{text}"'
 
 
 def cmd_ps(api: SheepClient, a: argparse.Namespace) -> int:
-    """List containers (running ones; every one with -a)."""
+    """List containers (running ones; every one with -a), in docker's columns and
+    the addresses."""
     containers = api.list_containers(all=a.all)
 
-    def table() -> list[str]:
-        lines = [f"{'ID':<12}  {'NAME':<20}  {'STATE':<8}  {'PID':>7}  ADDRESSES  COMMAND"]
-        for c in containers:
-            state = STATE.get(c.state, "?")
-            if c.state == pb.Container.EXITED:
-                state = f"exited({c.exit_code})"
-            lines.append(f"{c.id[:12]:<12}  {c.name:<20}  {state:<8}  {c.pid:>7}  "
-                         f"{_addresses(c)}  " + " ".join(c.command))
-        return lines
+    def lines() -> list[str]:
+        now = time.time()
+        return table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ADDRESSES",
+                      "PORTS", "NAMES"],
+                     [[c.id[:12], c.image or c.rootfs or "-", _command(c),
+                       ago(c.created_at, now), status(c, now), _addresses(c), _ports(c),
+                       c.name] for c in containers])
 
-    return _listing(a, containers, ids=lambda: [c.id[:12] for c in containers], table=table)
+    return print_listing(a, containers, ids=lambda: [c.id[:12] for c in containers],
+                         lines=lines)
 
 
 def cmd_inspect(api: SheepClient, a: argparse.Namespace) -> int:
-    """Print one container as JSON."""
-    print(_json(api.inspect(a.id)))
-    return 0
+    """Print each container as a JSON object."""
+    return for_each(a.ids, lambda ref: print(message_json(api.inspect(ref))), echo=False)
+
+
+def _stop_deadline(api: SheepClient, ref: str, grace: int | None) -> float | None:
+    """The deadline of a stop or restart: its grace period (-t, else the container's
+    own stop timeout) on top of the client's."""
+    if api.timeout is None:
+        return None
+    if grace is None:
+        grace = api.inspect(ref).stop_timeout_seconds
+    return api.timeout + (grace or DEFAULT_STOP_SECONDS)
+
+
+def cmd_start(api: SheepClient, a: argparse.Namespace) -> int:
+    """Start created or exited containers; print each name."""
+    return for_each(a.ids, api.start_container)
 
 
 def cmd_stop(api: SheepClient, a: argparse.Namespace) -> int:
-    """Stop containers: SIGTERM, SIGKILL after -t seconds."""
-    for ref in a.ids:
-        c = api.stop_container(ref, timeout_seconds=a.time)
-        print(f"{c.id[:12]}\texited({c.exit_code})")
-    return 0
+    """Stop containers: their stop signal, SIGKILL after -t seconds (default: each
+    container's stop timeout); print each name."""
+    return for_each(a.ids, lambda ref: api.stop_container(
+        ref, timeout_seconds=a.time or 0, timeout=_stop_deadline(api, ref, a.time)))
+
+
+def cmd_restart(api: SheepClient, a: argparse.Namespace) -> int:
+    """Stop (as stop -t) and start containers again; print each name."""
+    return for_each(a.ids, lambda ref: api.restart_container(
+        ref, timeout_seconds=a.time or 0, timeout=_stop_deadline(api, ref, a.time)))
 
 
 def cmd_rm(api: SheepClient, a: argparse.Namespace) -> int:
-    """Remove containers (running ones too with -f)."""
-    for ref in a.ids:
-        print(api.remove_container(ref, force=a.force))
-    return 0
+    """Remove containers (running ones too with -f); print each name."""
+    return for_each(a.ids, lambda ref: api.remove_container(ref, force=a.force))
+
+
+def cmd_wait(api: SheepClient, a: argparse.Namespace) -> int:
+    """Wait for each container to exit; print each exit code."""
+    return for_each(a.ids, lambda ref: print(api.wait_container(ref).exit_code, flush=True),
+                    echo=False)
 
 
 def cmd_port(api: SheepClient, a: argparse.Namespace) -> int:
-    """List a container's published ports, as `docker port` does."""
+    """A container's published ports, one line each, as `docker port` prints them;
+    with PRIVATE_PORT[/PROTO], only the host addresses of that one."""
+    want_port, _, want_proto = (a.port or "").partition("/")
+    found = False
     for p in api.inspect(a.id).ports:
-        n = max(p.count, 1)
-        cport = f"{p.container_port}" + (f"-{p.container_port + n - 1}" if n > 1 else "")
-        hport = f"{p.host_port}" + (f"-{p.host_port + n - 1}" if n > 1 else "")
-        print(f"{cport}/{p.protocol or 'tcp'} -> {p.host_ip or '0.0.0.0'}:{hport}")
+        proto = p.protocol or "tcp"
+        for i in range(max(p.count, 1)):
+            cport, host = p.container_port + i, f"{p.host_ip or '0.0.0.0'}:{p.host_port + i}"
+            if not want_port:
+                print(f"{cport}/{proto} -> {host}")
+            elif want_port == str(cport) and want_proto in ("", proto):
+                print(host)
+                found = True
+    if want_port and not found:
+        print(f"sheepctl: no public port '{want_port}/{want_proto or 'tcp'}' published for "
+              f"{a.id}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -216,23 +173,24 @@ def cmd_network_create(api: SheepClient, a: argparse.Namespace) -> int:
 def cmd_network_ls(api: SheepClient, a: argparse.Namespace) -> int:
     networks = api.list_networks()
 
-    def table() -> list[str]:
-        lines = [f"{'NAME':<16}  {'BRIDGE':<15}  {'SUBNET':<18}  {'GATEWAY':<15}  LEASES"]
-        lines += [f"{n.name:<16}  {n.bridge:<15}  {n.subnet:<18}  {n.gateway:<15}  "
-                  f"{n.leases_allocated}/{n.leases_capacity}" for n in networks]
-        return lines
+    def lines() -> list[str]:
+        return table(["NETWORK ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "LEASES"],
+                     [[n.id[:12], n.name, n.bridge, ",".join(filter(None, (n.subnet,
+                                                                          n.subnet6))),
+                       n.gateway, f"{n.leases_allocated}/{n.leases_capacity}"]
+                      for n in networks])
 
-    return _listing(a, networks, ids=lambda: [n.id[:12] for n in networks], table=table)
+    return print_listing(a, networks, ids=lambda: [n.id[:12] for n in networks],
+                         lines=lines)
 
 
 def cmd_network_inspect(api: SheepClient, a: argparse.Namespace) -> int:
-    print(_json(api.inspect_network(a.name)))
-    return 0
+    return for_each(a.names, lambda ref: print(message_json(api.inspect_network(ref))),
+                    echo=False)
 
 
 def cmd_network_rm(api: SheepClient, a: argparse.Namespace) -> int:
-    print(api.remove_network(a.name))
-    return 0
+    return for_each(a.names, api.remove_network)
 
 
 def cmd_network_connect(api: SheepClient, a: argparse.Namespace) -> int:
@@ -254,25 +212,6 @@ def _short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def _size(n: float) -> str:
-    """Bytes as docker prints them: three significant digits, decimal units."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 999.5:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
-
-
-#: Units of an age, largest first, as `docker images` gives it ("3 minutes ago").
-AGE_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
-
-
-def _ago(when: Timestamp, now: float) -> str:
-    s = max(0, int(now) - when.seconds)
-    unit, n = next((u, n) for u, n in AGE_UNITS if s >= n or n == 1)
-    return f"{s // n} {unit}{'' if s // n == 1 else 's'} ago"
-
-
 def cmd_image_import(api: SheepClient, a: argparse.Namespace) -> int:
     """Import an image from a path (made absolute: the daemon reads it); print its id."""
     print(api.import_image(a.name, os.path.abspath(a.path), trusted=a.trusted).id)
@@ -280,43 +219,102 @@ def cmd_image_import(api: SheepClient, a: argparse.Namespace) -> int:
 
 
 def cmd_images(api: SheepClient, a: argparse.Namespace) -> int:
-    """List images: name, short id, size, created."""
+    """List images: name, short id, created, size."""
     images = api.list_images()
 
-    def table() -> list[str]:
+    def lines() -> list[str]:
         now = time.time()
-        lines = [f"{'NAME':<24}  {'ID':<12}  {'SIZE':>8}  CREATED"]
-        lines += [f"{i.name:<24}  {_short(i.id):<12}  {_size(i.size_bytes):>8}  "
-                  f"{_ago(i.created_at, now)}" for i in images]
-        return lines
+        return table(["NAME", "IMAGE ID", "CREATED", "SIZE"],
+                     [[i.name, _short(i.id), ago(i.created_at, now), size(i.size_bytes)]
+                      for i in images])
 
-    return _listing(a, images, ids=lambda: [_short(i.id) for i in images], table=table)
+    return print_listing(a, images, ids=lambda: [_short(i.id) for i in images], lines=lines)
 
 
 def cmd_rmi(api: SheepClient, a: argparse.Namespace) -> int:
     """Remove images; print each one's id."""
-    for ref in a.refs:
-        print(api.remove_image(ref))
-    return 0
+    return for_each(a.refs, lambda ref: print(api.remove_image(ref)), echo=False)
 
 
-# -- events and version -----------------------------------------------------------
+# -- events, version and info -----------------------------------------------------
+
+
+def event_line(e: pb.Event) -> str:
+    """An event as docker's events prints one: TIME TYPE ACTION SUBJECT (k=v, ...);
+    the subject is the container (network.* events: the network, with the container
+    among the attributes)."""
+    kind, _, action = e.type.partition(".")
+    attrs = dict(e.attributes)
+    if kind == "network" or not e.container_id:
+        subject = e.network
+        if e.container_id:
+            attrs["container"] = e.container_id
+    else:
+        subject = e.container_id
+        if e.network:
+            attrs["network"] = e.network
+    details = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+    line = f"{rfc3339_nano(e.time)} {kind} {action} {subject}".rstrip()
+    return f"{line} ({details})" if details else line
 
 
 def cmd_events(api: SheepClient, a: argparse.Namespace) -> int:
-    """Stream events until interrupted; an unknown filter is the daemon's error."""
-    with api.watch_events(_pairs(a.filter, "filter")) as events:
+    """Stream events until interrupted (or --until); --since replays retained ones
+    first. An unknown filter is the daemon's error."""
+    duration = None if a.until is None else max(0.001, a.until - time.time())
+    with api.watch_events(parse_pairs(a.filter, "filter"), since=a.since,
+                          duration=duration) as events:
         for e in events:
-            if a.format == "json":
-                print(json.dumps(_dict(e), separators=(",", ":")), flush=True)
-                continue
-            attrs = " ".join(f"{k}={v}" for k, v in sorted(e.attributes.items()))
-            print(f"{e.time.ToDatetime().isoformat()}Z {e.type} {e.container_id[:12]} "
-                  f"{e.network} {attrs}".rstrip(), flush=True)
+            line = json_line(message_dict(e)) if a.format == "json" else event_line(e)
+            print(line, flush=True)
     return 0
 
 
+def _fields(title: str, rows: Sequence[tuple[str, str]], indent: str = " ") -> list[str]:
+    return [f"{title}:"] + [f"{indent}{k}: {v}" for k, v in rows]
+
+
 def cmd_version(api: SheepClient, a: argparse.Namespace) -> int:
-    """The daemon's versions and backends, as JSON."""
-    print(_json(api.version()))
+    """The client's and the daemon's versions, as `docker version` prints them."""
+    v = api.version()
+    if a.format == "json":  # the daemon's VersionResponse, and the client's version
+        print(json.dumps({**message_dict(v), "client_version": __version__}, indent=2))
+        return 0
+    lines = _fields("Client", [("Version", __version__)])
+    lines += _fields("Server", [("Version", v.version), ("API version", v.api_version),
+                                ("Kernel", v.kernel)])
+    lines += _fields(" Backends", sorted(v.backends.items()), indent="  ")
+    print("\n".join(lines))
+    return 0
+
+
+def info(api: SheepClient) -> dict[str, Any]:
+    """What `sheepctl info` reports, from Version and the listings."""
+    v = api.version()
+    containers = api.list_containers(all=True)
+    counts = {name: sum(c.state == state for c in containers)
+              for state, name in STATE.items()}
+    return {"client_version": __version__, "server_version": v.version,
+            "api_version": v.api_version, "kernel": v.kernel,
+            "containers": len(containers), "running": counts["running"],
+            "exited": counts["exited"], "created": counts["created"],
+            "images": len(api.list_images()), "networks": len(api.list_networks()),
+            "backends": dict(sorted(v.backends.items()))}
+
+
+def cmd_info(api: SheepClient, a: argparse.Namespace) -> int:
+    """A summary of the daemon: containers by state, images, networks, versions and
+    backends, as `docker info` prints it."""
+    i = info(api)
+    if a.format == "json":
+        print(json_line(i))
+        return 0
+    lines = _fields("Client", [("Version", str(i["client_version"]))])
+    lines += ["Server:", f" Containers: {i['containers']}"]
+    lines += [f"  {k.capitalize()}: {i[k]}" for k in ("running", "exited", "created")]
+    lines += [f" Images: {i['images']}", f" Networks: {i['networks']}",
+              f" Server Version: {i['server_version']}", f" API Version: {i['api_version']}",
+              f" Kernel Version: {i['kernel']}"]
+    lines += _fields(" Backends", list(i["backends"].items()), indent="  ")
+    print("\n".join(lines))
     return 0
