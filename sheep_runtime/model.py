@@ -480,10 +480,19 @@ class NameTable(Protocol):
     def version(self) -> int:
         """Bumped by every change: answers given before a change are stale after it."""
 
-    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
-        """`name`'s addresses for `asker`; () if it names only containers `asker`
-        shares no network with (NXDOMAIN); None if it names no container (forward)."""
+    def addresses(self, asker: IPv4Address | IPv6Address, name: str
+                  ) -> tuple[IPv4Address, ...] | None:
+        """`name`'s addresses for `asker` (its container is the one holding that IPv4
+        or IPv6 address); () if it names only containers `asker` shares no network
+        with (NXDOMAIN); None if it names no container (forward)."""
 
-    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
-        """The container name of `address` for `asker`; "" if it is a container's that
-        `asker` may not see (NXDOMAIN); None if no container holds it (forward)."""
+    def addresses6(self, asker: IPv4Address | IPv6Address, name: str
+                   ) -> tuple[IPv6Address, ...]:
+        """The IPv6 addresses of the containers `addresses` finds, on the same shared
+        networks; () if they have none (NODATA when `addresses` found some)."""
+
+    def name_of(self, asker: IPv4Address | IPv6Address,
+                address: IPv4Address | IPv6Address) -> str | None:
+        """The container name of `address` (IPv4 or IPv6) for `asker`; "" if it is a
+        container's that `asker` may not see (NXDOMAIN); None if no container holds it
+        (forward)."""

@@ -1,8 +1,9 @@
-"""Answers from the name table: containers' A and PTR records (pure, no I/O)."""
+"""Answers from the name table: containers' A, AAAA and PTR (in-addr.arpa and
+ip6.arpa) records (pure, no I/O)."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import dns.exception
 import dns.flags
@@ -19,8 +20,11 @@ from sheep_runtime.model import NameTable
 # Answers change the moment a container goes: resolvers must not keep them.
 LOCAL_TTL = 0
 REVERSE_V4 = dns.name.from_text("in-addr.arpa.")
+REVERSE_V6 = dns.name.from_text("ip6.arpa.")
 KNOWN_TYPES = frozenset({"A", "AAAA", "PTR", "SRV", "MX", "TXT", "CNAME", "NS", "SOA",
                          "ANY", "HTTPS", "SVCB", "CAA"})
+
+IPAddress = IPv4Address | IPv6Address
 
 
 def type_label(rdtype: dns.rdatatype.RdataType) -> str:
@@ -29,16 +33,18 @@ def type_label(rdtype: dns.rdatatype.RdataType) -> str:
     return text if text in KNOWN_TYPES else "other"
 
 
-def local_answer(query: dns.message.Message, names: NameTable, asker: IPv4Address
+def local_answer(query: dns.message.Message, names: NameTable, asker: IPAddress
                  ) -> tuple[dns.message.Message, str] | None:
     """The answer and its result label ("answered", "nxdomain") if the question is
-    about a container; None if it is to be forwarded."""
+    about a container; None if it is to be forwarded. `asker` is the query's source
+    address, IPv4 or IPv6."""
     q = query.question[0]
     if q.rdclass != dns.rdataclass.IN:
         return None
-    if q.name.is_subdomain(REVERSE_V4):
+    if q.name.is_subdomain(REVERSE_V4) or q.name.is_subdomain(REVERSE_V6):
         return _reverse(query, q.name, q.rdtype, names, asker)
-    found = names.addresses(asker, q.name.to_text(omit_final_dot=True).lower())
+    name = q.name.to_text(omit_final_dot=True).lower()
+    found = names.addresses(asker, name)
     if found is None:
         return None
     response = _response(query)
@@ -46,17 +52,28 @@ def local_answer(query: dns.message.Message, names: NameTable, asker: IPv4Addres
         response.set_rcode(dns.rcode.NXDOMAIN)
         return response, "nxdomain"
     if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-        response.answer.append(dns.rrset.from_text_list(
-            q.name, LOCAL_TTL, dns.rdataclass.IN, dns.rdatatype.A, [str(a) for a in found]))
+        _add(response, q.name, dns.rdatatype.A, found)
+    if q.rdtype in (dns.rdatatype.AAAA, dns.rdatatype.ANY):
+        # no IPv6 address on the shared networks: NODATA, never forwarded (the name is
+        # a container's: upstream must not answer for it)
+        _add(response, q.name, dns.rdatatype.AAAA, names.addresses6(asker, name))
     return response, "answered"  # other types of a container's name: NODATA
 
 
+def _add(response: dns.message.Message, qname: dns.name.Name,
+         rdtype: dns.rdatatype.RdataType,
+         addresses: tuple[IPv4Address, ...] | tuple[IPv6Address, ...]) -> None:
+    if addresses:
+        response.answer.append(dns.rrset.from_text_list(
+            qname, LOCAL_TTL, dns.rdataclass.IN, rdtype, [str(a) for a in addresses]))
+
+
 def _reverse(query: dns.message.Message, qname: dns.name.Name, rdtype: int,
-             names: NameTable, asker: IPv4Address
+             names: NameTable, asker: IPAddress
              ) -> tuple[dns.message.Message, str] | None:
-    try:
-        address = IPv4Address(dns.reversename.to_address(qname))
-    except (ValueError, dns.exception.SyntaxError):
+    try:  # a partial name (fewer labels than an address has) names no address: forward
+        address = ip_address(dns.reversename.to_address(qname))
+    except (ValueError, dns.exception.DNSException):
         return None
     target = names.name_of(asker, address)
     if target is None:

@@ -1,9 +1,10 @@
-"""The DNS listeners: one UDP socket and one TCP listener per network, on its gateway
-address, served from the daemon's event loop.
+"""The DNS listeners: one UDP socket and one TCP listener per network on its gateway
+address (and two more on its IPv6 gateway on a dual-stack network), served from the
+daemon's event loop.
 
 A question about a container is answered at once from the network's name table;
 anything else is forwarded (in a task, so a slow upstream holds up no one else) unless
-the network may not reach the outside. Only askers inside the network's subnet get an
+the network may not reach the outside. Only askers inside the network's subnets get an
 answer at all: the listener is no open resolver for whatever can route to the host.
 """
 
@@ -14,7 +15,8 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import cast
 
 import dns.exception
 import dns.flags
@@ -34,22 +36,25 @@ DNS_PORT = 53
 UDP_MIN_PAYLOAD = 512
 TCP_MAX = 65535
 TCP_IDLE_SECONDS = 10.0
-IP_FREEBIND = 15
-MEMO_ENTRIES = 10_000  # linux/in.h; not in Python's socket module
+IP_FREEBIND = 15  # linux/in.h; not in Python's socket module
+IPV6_FREEBIND = 78  # linux/in6.h (Linux 4.15)
+MEMO_ENTRIES = 10_000
+
+IPAddress = IPv4Address | IPv6Address
 
 
 @dataclass
 class _Listener:
     network_id: str
-    subnet: IPv4Network
+    subnets: tuple[IPv4Network | IPv6Network, ...]
     names: NameTable
     forward: bool
-    udp: asyncio.DatagramTransport | None = None
-    tcp: asyncio.Server | None = None
+    udp: list[asyncio.DatagramTransport] = field(default_factory=list)
+    tcp: list[asyncio.Server] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     # (asker, query bytes past the id) -> (reply past the id, type, result), valid
     # while `names.version` is `version`: a repeated question skips dnspython.
-    replies: dict[tuple[IPv4Address, bytes], tuple[bytes, str, str]] = field(
+    replies: dict[tuple[IPAddress, bytes], tuple[bytes, str, str]] = field(
         default_factory=dict)
     version: int = -1
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -66,23 +71,31 @@ class DnsServer:
         self._listeners: dict[str, _Listener] = {}
 
     async def serve(self, *, network_id: str, address: IPv4Address, subnet: IPv4Network,
-                    names: NameTable, forward: bool) -> None:
-        """Listen on `address` (UDP and TCP) for the network; a second call for the same
-        network first stops the old listeners."""
+                    names: NameTable, forward: bool, address6: IPv6Address | None = None,
+                    subnet6: IPv6Network | None = None) -> None:
+        """Listen on `address` (UDP and TCP) for askers in `subnet`, and with `address6`
+        and `subnet6` also on `address6` for askers in `subnet6`; all or none
+        (KernelError). A second call for the same network first stops the old
+        listeners."""
         await self.stop(network_id)
-        listener = _Listener(network_id=network_id, subnet=subnet, names=names,
-                             forward=forward)
+        dual = address6 is not None and subnet6 is not None
+        listener = _Listener(network_id=network_id, names=names, forward=forward,
+                             subnets=(subnet, *([subnet6] if dual and subnet6 else [])))
         loop = asyncio.get_running_loop()
-        try:
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self, listener), sock=_bind(address, self._port, socket.SOCK_DGRAM))
-            listener.udp = udp
-            listener.tcp = await asyncio.start_server(
-                lambda r, w: self._tcp_client(listener, r, w),
-                sock=_bind(address, self._port, socket.SOCK_STREAM))
-        except OSError as e:
-            _close(listener)
-            raise KernelError(f"listen for DNS on {address}:{self._port}: {e}") from e
+        addresses: list[IPAddress] = [address, *([address6] if dual and address6 else [])]
+        for where in addresses:
+            try:
+                udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self, listener),
+                    sock=_bind(where, self._port, socket.SOCK_DGRAM))
+                listener.udp.append(udp)
+                listener.tcp.append(await asyncio.start_server(
+                    lambda r, w: self._tcp_client(listener, r, w),
+                    sock=_bind(where, self._port, socket.SOCK_STREAM)))
+            except OSError as e:
+                _close(listener)
+                raise KernelError(f"listen for DNS on {_where(where, self._port)}: {e}"
+                                  ) from e
         self._listeners[network_id] = listener
 
     async def stop(self, network_id: str) -> None:
@@ -93,8 +106,8 @@ class DnsServer:
         _close(listener)
         for task in list(listener.tasks):
             task.cancel()
-        if listener.tcp is not None:
-            await listener.tcp.wait_closed()
+        for server in listener.tcp:
+            await server.wait_closed()
 
     async def close(self) -> None:
         """Stop every listener."""
@@ -107,7 +120,7 @@ class DnsServer:
 
     # -- one query ------------------------------------------------------------------
 
-    def answer_now(self, listener: _Listener, wire: bytes, source: IPv4Address
+    def answer_now(self, listener: _Listener, wire: bytes, source: IPAddress
                    ) -> tuple[dns.message.Message | None, dns.message.Message | None]:
         """(query, response) if answered without waiting; (query, None) if it must be
         forwarded; (None, None) for a datagram that is no DNS query (dropped)."""
@@ -118,12 +131,12 @@ class DnsServer:
         if query.flags & dns.flags.QR:
             return None, None
         label = type_label(query.question[0].rdtype) if query.question else "other"
-        if source not in listener.subnet:
+        if not any(source in subnet for subnet in listener.subnets):
             return query, self._status(query, dns.rcode.REFUSED, label, "refused")
         if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
             return query, self._status(query, dns.rcode.NOTIMP if query.question
                                        else dns.rcode.FORMERR, label, "refused")
-        local = local_answer(query, listener.names, IPv4Address(source))
+        local = local_answer(query, listener.names, source)
         if local is not None:
             response, result = local
             self._metrics.dns_queries.labels(label, result).inc()
@@ -146,16 +159,16 @@ class DnsServer:
         self._metrics.dns_queries.labels(label, result).inc()
         return status_response(query, rcode)
 
-    async def _forward_udp(self, listener: _Listener, query: dns.message.Message,
-                           addr: tuple[str, int]) -> None:
+    async def _forward_udp(self, listener: _Listener, udp: asyncio.DatagramTransport,
+                           query: dns.message.Message, addr: tuple[str, int]) -> None:
         response = await self.forward(query)
-        if listener.udp is not None and not listener.udp.is_closing():
-            listener.udp.sendto(encode(response, _udp_limit(query)), addr)
+        if not udp.is_closing():
+            udp.sendto(encode(response, _udp_limit(query)), addr)
 
-    def on_datagram(self, listener: _Listener, data: bytes, addr: tuple[str, int]) -> None:
-        if listener.udp is None:
-            return
-        source = IPv4Address(addr[0])
+    def on_datagram(self, listener: _Listener, udp: asyncio.DatagramTransport,
+                    data: bytes, addr: tuple[str, int]) -> None:
+        """Answer one datagram that arrived on `udp` from `addr`."""
+        source = _peer(addr)
         if listener.version != listener.names.version:
             listener.replies.clear()
             listener.version = listener.names.version
@@ -164,27 +177,27 @@ class DnsServer:
         if hit is not None:
             reply, label, result = hit
             self._metrics.dns_queries.labels(label, result).inc()
-            listener.udp.sendto(data[:2] + reply, addr)
+            udp.sendto(data[:2] + reply, addr)
             return
         query, response = self.answer_now(listener, data, source)
         if query is None:
             return
         if response is not None:
             wire = encode(response, _udp_limit(query))
-            listener.udp.sendto(wire, addr)
+            udp.sendto(wire, addr)
             if response.flags & dns.flags.AA and len(listener.replies) < MEMO_ENTRIES:
                 label = type_label(query.question[0].rdtype)
                 result = "nxdomain" if response.rcode() == dns.rcode.NXDOMAIN else "answered"
                 listener.replies[key] = (wire[2:], label, result)
             return
-        task = asyncio.create_task(self._forward_udp(listener, query, addr),
+        task = asyncio.create_task(self._forward_udp(listener, udp, query, addr),
                                    name=f"dns-forward-{listener.network_id[:12]}")
         listener.tasks.add(task)
         task.add_done_callback(listener.tasks.discard)
 
     async def _tcp_client(self, listener: _Listener, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        source = IPv4Address(writer.get_extra_info("peername")[0])
+        source = _peer(writer.get_extra_info("peername"))
         listener.writers.add(writer)
         try:
             while True:
@@ -210,9 +223,15 @@ class _Udp(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer, listener: _Listener) -> None:
         self._server = server
         self._listener = listener
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector datagram transport does not subclass DatagramTransport
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._server.on_datagram(self._listener, data, addr)
+        if self._transport is not None:
+            self._server.on_datagram(self._listener, self._transport, data, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("DNS socket of network %s: %r", self._listener.network_id[:12], exc)
@@ -235,12 +254,26 @@ def _udp_limit(query: dns.message.Message) -> int:
     return max(UDP_MIN_PAYLOAD, query.payload) if query.edns >= 0 else UDP_MIN_PAYLOAD
 
 
-def _bind(address: IPv4Address, port: int, kind: socket.SocketKind) -> socket.socket:
-    # IP_FREEBIND: the bind holds even while the bridge lacks its gateway address (it is
+def _peer(addr: tuple[object, ...]) -> IPAddress:
+    # an IPv6 peer is (host, port, flowinfo, scope id), a link-local host "fe80::1%br"
+    return ip_address(str(addr[0]).partition("%")[0])
+
+
+def _where(address: IPAddress, port: int) -> str:
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _bind(address: IPAddress, port: int, kind: socket.SocketKind) -> socket.socket:
+    # FREEBIND: the bind holds even while the bridge lacks its gateway address (it is
     # re-added by the healer after someone removed it), and the socket keeps working.
-    sock = socket.socket(socket.AF_INET, kind)
+    v6 = address.version == 6
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
     try:
-        sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        if v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((str(address), port))
         sock.setblocking(False)
@@ -251,10 +284,10 @@ def _bind(address: IPv4Address, port: int, kind: socket.SocketKind) -> socket.so
 
 
 def _close(listener: _Listener) -> None:
-    if listener.udp is not None:
-        listener.udp.close()
-    if listener.tcp is not None:
-        listener.tcp.close()
+    for udp in listener.udp:
+        udp.close()
+    for server in listener.tcp:
+        server.close()
     for writer in list(listener.writers):
         with contextlib.suppress(Exception):
             writer.close()

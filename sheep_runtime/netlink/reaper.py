@@ -101,8 +101,8 @@ class Reaper:
                     if sock is None or sock.closed:
                         sock = RawRoute()
                     done = self._delete(sock, batch)
-                except OSError as exc:  # no socket: retry later
-                    log.error("delete retired links: open netlink socket: %s", exc)
+                except Exception:  # e.g. no socket: the thread must live on, retry later
+                    log.exception("delete retired links %s", sorted(batch))
                     done = set()
                 with self._cond:
                     self._queued -= done

@@ -241,9 +241,11 @@ class Resolver(Protocol):
     """Embedded DNS: UDP and TCP listeners on a network's gateway address, port 53."""
 
     async def serve(self, *, network_id: str, address: IPv4Address, subnet: IPv4Network,
-                    names: NameTable, forward: bool) -> None:
-        """Answer askers in `subnet` from `names`, forwarding other names upstream if
-        `forward`; replaces the network's listeners if it had some."""
+                    names: NameTable, forward: bool, address6: IPv6Address | None = None,
+                    subnet6: IPv6Network | None = None) -> None:
+        """Answer askers in `subnet` (and `subnet6`, on `address6` too) from `names`,
+        forwarding other names upstream if `forward`; replaces the network's listeners
+        if it had some."""
 
     async def stop(self, network_id: str) -> None:
         """Stop the network's listeners (none: no-op)."""

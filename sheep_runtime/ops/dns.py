@@ -3,11 +3,12 @@ and each container's /etc/resolv.conf, /etc/hosts and /etc/hostname.
 
 A container is found by its name, hostname, short (12 characters) id, and by the aliases
 of each attachment (on that attachment's network only), by askers that share a network
-with it; the asker is the container holding the query's source address on the network
-whose gateway was asked. The index lives in memory and follows the events the ops
-code paths publish (attach, detach, create, removal): an event is handled on the next
-turn of the event loop, well within 100 ms of the API call returning. A gap in the
-events (a subscriber overflow) rebuilds it from the store.
+with it; the asker is the container holding the query's source address (IPv4, or IPv6
+on a dual-stack network) on the network whose gateway was asked. A and AAAA answers
+hold its addresses on the networks the asker shares with it. The index lives in memory
+and follows the events the ops code paths publish (attach, detach, create, removal):
+an event is handled on the next turn of the event loop, well within 100 ms of the API
+call returning. A gap in the events (a subscriber overflow) rebuilds it from the store.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from sheep_runtime.errors import NotFound, SheepError
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ETC_DIR = "etc"
 HOST_ETC = Path("/etc")
+IPAddress = IPv4Address | IPv6Address
 _REINDEX = frozenset({"network.attached", "network.detached", "container.created",
                       "container.removed"})
 
@@ -41,19 +43,24 @@ def names_of(c: Container, a: Attachment) -> set[str]:
     return {n.lower() for n in (c.name, c.hostname, c.id[:12], *a.aliases) if n}
 
 
+def _ips(a: Attachment) -> list[IPAddress]:
+    return [a.address.ip, *([a.address6.ip] if a.address6 else [])]
+
+
 class NameIndex:
     """Container names and addresses per network, and who may see them."""
 
     def __init__(self) -> None:
-        # (network id, name) -> {container id: its address on that network}
-        self._names: dict[tuple[str, str], dict[str, IPv4Address]] = {}
-        self._owner: dict[tuple[str, IPv4Address], str] = {}  # -> container id
+        # (network id, name) -> {container id: its addresses on that network}
+        self._names: dict[tuple[str, str], dict[str, Attachment]] = {}
+        # (network id, IPv4 or IPv6 address) -> container id
+        self._owner: dict[tuple[str, IPAddress], str] = {}
         self._networks: dict[str, frozenset[str]] = {}  # container id -> network ids
         self._keys: dict[str, list[tuple[str, str]]] = {}  # container id -> its names
-        self._held: dict[str, list[tuple[str, IPv4Address]]] = {}  # -> its addresses
+        self._held: dict[str, list[tuple[str, IPAddress]]] = {}  # -> its addresses
         self._primary: dict[str, str] = {}  # container id -> its name
         self._anywhere: collections.Counter[str] = collections.Counter()
-        self._addresses: collections.Counter[IPv4Address] = collections.Counter()
+        self._addresses: collections.Counter[IPAddress] = collections.Counter()
         self.version = 0
 
     def __len__(self) -> int:
@@ -66,11 +73,12 @@ class NameIndex:
         keys: list[tuple[str, str]] = []
         held = self._held[c.id] = []
         for a in attachments:
-            self._owner[(a.network_id, a.address.ip)] = c.id
-            self._addresses[a.address.ip] += 1
-            held.append((a.network_id, a.address.ip))
+            for ip in _ips(a):
+                self._owner[(a.network_id, ip)] = c.id
+                self._addresses[ip] += 1
+                held.append((a.network_id, ip))
             for name in names_of(c, a):
-                self._names.setdefault((a.network_id, name), {})[c.id] = a.address.ip
+                self._names.setdefault((a.network_id, name), {})[c.id] = a
                 self._anywhere[name] += 1
                 keys.append((a.network_id, name))
         self._keys[c.id] = keys
@@ -102,25 +110,33 @@ class NameIndex:
         for cid in list(self._primary):
             self.drop(cid)
 
-    def _visible(self, network_id: str, asker: IPv4Address) -> list[str]:
+    def _visible(self, network_id: str, asker: IPAddress) -> list[str]:
         """The networks whose containers `asker` may resolve, the asked one first. An
         address of the subnet that no container holds sees the asked network only."""
         cid = self._owner.get((network_id, asker))
         others = self._networks.get(cid, frozenset()) if cid else frozenset()
         return [network_id, *sorted(others - {network_id})]
 
-    def addresses(self, network_id: str, asker: IPv4Address, name: str
+    def _found(self, network_id: str, asker: IPAddress, name: str) -> list[Attachment]:
+        """The attachments `name` finds for `asker`, the asked network's first."""
+        return [a for net in self._visible(network_id, asker)
+                for a in self._names.get((net, name), {}).values()]
+
+    def addresses(self, network_id: str, asker: IPAddress, name: str
                   ) -> tuple[IPv4Address, ...] | None:
         """See `NameTable.addresses`; `network_id` is the network that was asked."""
-        found: dict[IPv4Address, None] = {}
-        for net in self._visible(network_id, asker):
-            for address in self._names.get((net, name), {}).values():
-                found[address] = None
+        found = self._found(network_id, asker, name)
         if found:
-            return tuple(found)
+            return tuple(dict.fromkeys(a.address.ip for a in found))
         return () if name in self._anywhere else None
 
-    def name_of(self, network_id: str, asker: IPv4Address, address: IPv4Address
+    def addresses6(self, network_id: str, asker: IPAddress, name: str
+                   ) -> tuple[IPv6Address, ...]:
+        """See `NameTable.addresses6`."""
+        return tuple(dict.fromkeys(a.address6.ip for a in self._found(network_id, asker, name)
+                                   if a.address6 is not None))
+
+    def name_of(self, network_id: str, asker: IPAddress, address: IPAddress
                 ) -> str | None:
         """See `NameTable.name_of`."""
         for net in self._visible(network_id, asker):
@@ -141,10 +157,13 @@ class NetworkNames:
     def version(self) -> int:
         return self._index.version
 
-    def addresses(self, asker: IPv4Address, name: str) -> tuple[IPv4Address, ...] | None:
+    def addresses(self, asker: IPAddress, name: str) -> tuple[IPv4Address, ...] | None:
         return self._index.addresses(self._network_id, asker, name)
 
-    def name_of(self, asker: IPv4Address, address: IPv4Address) -> str | None:
+    def addresses6(self, asker: IPAddress, name: str) -> tuple[IPv6Address, ...]:
+        return self._index.addresses6(self._network_id, asker, name)
+
+    def name_of(self, asker: IPAddress, address: IPAddress) -> str | None:
         return self._index.name_of(self._network_id, asker, address)
 
 
@@ -219,7 +238,9 @@ class DnsService:
         try:
             await self._resolver.serve(
                 network_id=net.id, address=net.gateway, subnet=net.subnet,
-                names=NetworkNames(self.index, net.id), forward=not net.internal)
+                names=NetworkNames(self.index, net.id), forward=not net.internal,
+                address6=net.gateway6 if net.subnet6 is not None else None,
+                subnet6=net.subnet6 if net.gateway6 is not None else None)
         except SheepError as e:  # the network works without; its containers lack DNS
             log.error("no DNS on network %s: %s", net.name, e)
             return
@@ -228,7 +249,14 @@ class DnsService:
     # -- the container's own /etc files -----------------------------------------
 
     def nameserver(self, attachments: Iterable[Attachment]) -> IPv4Address | None:
-        """The gateway of the first network (by attach order) that has DNS."""
+        """The gateway of the first network (by attach order) that has DNS.
+
+        Only its IPv4 gateway, even on a dual-stack network, where it also listens on
+        gateway6: both are the same listener with the same names and upstreams, so a
+        second `nameserver` line adds no redundancy, only a second wait when an
+        upstream fails (glibc asks the next server again after a SERVFAIL or timeout).
+        Every container with IPv6 has IPv4 too (no IPv6-only networks), so the IPv4
+        address always works; gateway6 serves clients that pick their server."""
         for a in sorted(attachments, key=lambda a: a.seq):
             net = self._networks.get_by_id_or_none(a.network_id)
             if net is not None and net.dns and net.id in self._served.values():
@@ -260,10 +288,13 @@ class DnsService:
 
 
 def hosts_file(c: Container, attachments: Sequence[Attachment]) -> str:
-    """/etc/hosts of `c`: localhost, and its own addresses with its names."""
+    """/etc/hosts of `c`: localhost, and its own IPv4 and IPv6 addresses with its
+    names."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     own = " ".join(dict.fromkeys(n for n in (c.hostname, c.name) if n))
-    lines += [f"{a.address.ip}\t{own}" for a in sorted(attachments, key=lambda a: a.seq)]
+    ordered = sorted(attachments, key=lambda a: a.seq)
+    lines += [f"{a.address.ip}\t{own}" for a in ordered]
+    lines += [f"{a.address6.ip}\t{own}" for a in ordered if a.address6 is not None]
     if not attachments:
         lines.append(f"127.0.1.1\t{own}")
     return "\n".join(lines) + "\n"

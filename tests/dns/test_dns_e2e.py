@@ -2,7 +2,9 @@
 
     internet netns 198.51.100.1 (a fake upstream resolver) ── sandbox "host" (sheepd)
                                                                ├─ sheep0 10.20.0.0/16
-                                                               └─ other  10.31.0.0/24
+                                                               ├─ other  10.31.0.0/24
+                                                               └─ dual   10.30.0.0/24
+                                                                         fd00:30::/64
 
 Queries are sent from the containers' own netns, so the daemon sees their addresses.
 Packets only go between the namespaces this test made.
@@ -16,18 +18,29 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.reversename
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
 from tests.dns.upstream import FakeUpstream
 from tests.e2e.test_live_state import eventually
 from tests.logtext import log_text
-from tests.sandbox import INTERNET, Sandbox, add_internet, in_netns, sandbox, sh
+from tests.sandbox import (
+    CONTAINER_PYTHON,
+    INTERNET,
+    Sandbox,
+    add_internet,
+    in_netns,
+    sandbox,
+    sh,
+)
 
 pytestmark = pytest.mark.kernel
 
 GATEWAY = "10.20.0.1"
-OUTSIDE = {"outside.example": "203.0.113.7", "second.example": "203.0.113.8"}
+OUTSIDE: dict[str, str | tuple[str, ...]] = {
+    "outside.example": "203.0.113.7", "second.example": "203.0.113.8",
+    "six.example": ("203.0.113.9", "2001:db8:6::9")}
 
 # Run inside a container's netns: ask SERVER for NAME (TYPE), print "RCODE ADDR...".
 ASK = """
@@ -37,6 +50,20 @@ q = dns.message.make_query(name, rdtype)
 ask = dns.query.tcp if proto == "tcp" else dns.query.udp
 r = ask(q, server, timeout=5)
 print(dns.rcode.to_text(r.rcode()), *sorted(str(rd) for rrset in r.answer for rd in rrset))
+"""
+
+# Run inside a container (its own /etc files, the C library's resolver): the IPv6
+# addresses of each name, then its resolv.conf.
+GETADDRINFO6 = """
+import socket, sys
+for name in sys.argv[1:]:
+    try:
+        found = sorted({ai[4][0] for ai in socket.getaddrinfo(
+            name, 80, socket.AF_INET6, socket.SOCK_STREAM)})
+    except socket.gaierror as e:
+        found = ["gaierror"]
+    print(name, *found)
+print(open("/etc/resolv.conf").read().replace("\\n", "|"), "end", flush=True)
 """
 
 
@@ -169,3 +196,58 @@ def run_in(box: Sandbox, s: socket.socket, ip: str) -> bool:
     out = box.host(sys.executable, "-c", f"import socket; socket.create_connection(("
                    f"'{ip}', 8000), timeout=0.2)")
     return out.returncode == 0
+
+
+def test_aaaa_and_ip6_ptr_on_a_dual_stack_network(world: World) -> None:
+    box = world.box
+    dual = box.api.CreateNetwork(pb.CreateNetworkRequest(
+        name="dual", subnet="10.30.0.0/24", subnet6="fd00:30::/64"))
+    gw4, gw6 = dual.gateway, dual.gateway6
+    on_dual = pb.NetworkAttachmentRequest(network="dual", aliases=["db"])
+    b = world.sleeper("bee", networks=[on_dual])
+    a = world.sleeper("ay", networks=[pb.NetworkAttachmentRequest(network="dual")])
+    c = world.sleeper("sea")  # sheep0 only: IPv4 only, shares nothing with a and b
+    d = world.sleeper("dee", networks=[pb.NetworkAttachmentRequest(network="sheep0"),
+                                       pb.NetworkAttachmentRequest(network="dual")])
+    b4, b6 = b.networks[0].ip_address, b.networks[0].ip6_address
+    assert b6.startswith("fd00:30::")
+    # over IPv4 and over IPv6 (the query then comes from a's IPv6 address), UDP and TCP
+    for server in (gw4, gw6):
+        for proto in ("udp", "tcp"):
+            assert ask(a, "bee", "AAAA", server=server, proto=proto) == ["NOERROR", b6]
+        assert ask(a, "db", "AAAA", server=server) == ["NOERROR", b6]
+        assert ask(a, b.id[:12], "AAAA", server=server) == ["NOERROR", b6]
+        assert ask(a, "bee", "A", server=server) == ["NOERROR", b4]
+        assert ask(a, "bee", "ANY", server=server) == ["NOERROR", b4, b6]
+    ptr = dns.reversename.from_address(b6).to_text(omit_final_dot=True)
+    assert ptr.endswith(".ip6.arpa")
+    assert ask(a, ptr, "PTR", server=gw6) == ["NOERROR", "bee."]
+    assert ask(a, ptr, "PTR", server=gw4) == ["NOERROR", "bee."]
+    # isolation: sea is on sheep0 only, bee on dual only
+    assert ask(c, "bee", "AAAA") == ["NXDOMAIN"]
+    assert ask(c, ptr, "PTR") == ["NXDOMAIN"]
+    assert ask(a, "sea", "AAAA", server=gw6) == ["NXDOMAIN"]
+    # dee, asking over IPv6, is known by that address: it shares sheep0 with sea, which
+    # has no IPv6 address (NODATA, not NXDOMAIN, not forwarded)
+    assert ask(d, "sea", "AAAA", server=gw6) == ["NOERROR"]
+    assert ask(d, "sea", "A", server=gw6) == ["NOERROR", c.networks[0].ip_address]
+    # and sea sees dee's IPv4 address on sheep0, not its IPv6 one on dual
+    assert ask(c, "dee", "A") == ["NOERROR", d.networks[0].ip_address]
+    assert ask(c, "dee", "AAAA") == ["NOERROR"]
+    # AAAA of names outside go upstream, over either family
+    assert ask(a, "six.example", "AAAA", server=gw6) == ["NOERROR", "2001:db8:6::9"]
+    assert ask(a, "six.example", "AAAA", server=gw4, proto="tcp") == ["NOERROR",
+                                                                      "2001:db8:6::9"]
+    # the container's own resolver: its resolv.conf (the IPv4 gateway) and /etc/hosts
+    probe = box.run(CONTAINER_PYTHON, "-c", GETADDRINFO6, "bee", "probe", "sea",
+                    name="probe", networks=[pb.NetworkAttachmentRequest(network="dual")])
+    eventually(lambda: "end" in log_text(probe.log_path), timeout=15)
+    lines = log_text(probe.log_path).splitlines()
+    assert lines[:3] == [f"bee {b6}", f"probe {probe.networks[0].ip6_address}",
+                         "sea gaierror"], lines
+    assert lines[3] == f"nameserver {gw4}| end", lines
+    # a detach takes the IPv6 name and address away with the IPv4 ones (bee is then on
+    # no network: its name goes upstream, which knows it not)
+    box.api.DetachNetwork(pb.DetachNetworkRequest(container_id=b.id, network="dual"))
+    assert ask(a, "bee", "AAAA", server=gw6) == ["NXDOMAIN"]
+    assert ask(a, ptr, "PTR", server=gw6) == ["NXDOMAIN"]

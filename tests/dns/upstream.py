@@ -1,5 +1,6 @@
 """A fake upstream resolver for the tests: a dnspython UDP+TCP server in a thread that
-joined a given netns. It answers A for the names it was given, NXDOMAIN for the rest."""
+joined a given netns. It answers A and AAAA for the names it was given (NODATA for a
+family a name has no address of), NXDOMAIN for the rest."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
+from ipaddress import ip_address
 from pathlib import Path
 
 import dns.message
@@ -28,22 +30,30 @@ def _setns(path: Path) -> None:
         os.close(fd)
 
 
-def answer(wire: bytes, records: Mapping[str, str]) -> bytes:
+Records = Mapping[str, str | tuple[str, ...]]  # name -> its IPv4 and IPv6 addresses
+
+
+def answer(wire: bytes, records: Records) -> bytes:
     query = dns.message.from_wire(wire)
     response = dns.message.make_response(query)
     q = query.question[0]
-    address = records.get(q.name.to_text(omit_final_dot=True).lower())
-    if address is None:
+    found = records.get(q.name.to_text(omit_final_dot=True).lower())
+    if found is None:
         response.set_rcode(dns.rcode.NXDOMAIN)
-    elif q.rdtype == dns.rdatatype.A:
-        response.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", address))
+        return response.to_wire()
+    family = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}.get(q.rdtype)
+    addresses = [a for a in ((found,) if isinstance(found, str) else found)
+                 if ip_address(a).version == family]
+    if addresses:
+        response.answer.append(dns.rrset.from_text_list(
+            q.name, 300, "IN", dns.rdatatype.to_text(q.rdtype), addresses))
     return response.to_wire()
 
 
 class FakeUpstream:
     """UDP and TCP on `address`:`port` inside the netns at `netns`; `queries` counts."""
 
-    def __init__(self, netns: Path, address: str, records: Mapping[str, str], *,
+    def __init__(self, netns: Path, address: str, records: Records, *,
                  port: int = 53) -> None:
         self.records = dict(records)
         self.queries = 0
