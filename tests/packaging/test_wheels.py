@@ -155,6 +155,6 @@ def test_readme_tour_against_the_installed_daemon(installs: Installs,
         "eth1\t10.30.0.10/24\n"
     assert "backend" in out["sheepctl network ls"]
     assert out["sheepctl stop web && sheepctl rm web"].splitlines() == ["web", "web"]
-    for kind in ("container.created", "network.created", "network.attached"):
+    for kind in ("container created", "network created", "network attached"):  # docker's form
         assert kind in stream, stream + err
     assert run("bash", "-c", "sheepctl ps -a -q", env=env).stdout == ""
