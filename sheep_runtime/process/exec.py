@@ -35,6 +35,7 @@ from sheep_runtime.process.bundle import DEFAULT_PATH
 from sheep_runtime.process.spawn import Runc
 
 KILL_TIMEOUT = 5.0  # for runc to exit once the process is killed
+PID_FILE_POLL = 0.005  # while a kill waits for runc to name the process
 _CHUNK = 65536
 _RUNC_FAILED = 255  # `runc exec`'s own exit code when it fails
 _START_FAILED = "unable to start container process: exec: "
@@ -289,7 +290,15 @@ class _Exec:
     async def _kill(self, runc_pid: int, runc_fd: int, exited: asyncio.Future[None],
                     everything: asyncio.Future[Any]) -> None:
         """Kill the exec'd process; wait for runc to exit (SIGKILL it after
-        KILL_TIMEOUT) and briefly for the rest of the output."""
+        KILL_TIMEOUT) and briefly for the rest of the output.
+
+        Until runc has written the pid file, the process is still being made by runc
+        init's short-lived stages, out of runc's reach: killing them would let it start
+        on its own. So the kill waits for the pid file (or runc's exit) first."""
+        deadline = asyncio.get_running_loop().time() + KILL_TIMEOUT
+        while (not self._pid_file.exists() and not exited.done()
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(PID_FILE_POLL)
         _kill_process(runc_pid, runc_fd, self._pid_file)
         await asyncio.wait([exited], timeout=KILL_TIMEOUT)
         if not exited.done():

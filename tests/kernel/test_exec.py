@@ -105,11 +105,14 @@ async def test_timeout_kills_the_process_and_its_children(world: World) -> None:
     assert (await run(world, h, "/bin/true")).exit_code == 0
 
 
-async def test_a_cancelled_exec_is_killed(world: World) -> None:
+@pytest.mark.parametrize("delay", [0.0, 0.002, 0.01, 0.05])
+async def test_a_cancelled_exec_is_killed(world: World, delay: float) -> None:
+    """Cancelled at once, while runc init is still making the process, or later."""
     h = await running(world)
     task = asyncio.ensure_future(run(world, h, "sleep", "161803"))
-    while not processes_of(["161803"]):
-        await asyncio.sleep(0.01)
+    while not processes_of(["161803"]):  # runc exec itself, at first
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(delay)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
