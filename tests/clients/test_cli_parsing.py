@@ -1,16 +1,17 @@
 """sheepctl's parsing and printing without a daemon: docker's units, restart policies,
-durations and times, --log-opt, -e, the argument layout of the new commands, usage
+durations and times, --log-opt, -e, -p, the argument layout of the new commands, usage
 errors (125), and the pure formatting of ps, stats, logs and events."""
 
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sheep.runtime.v1 import runtime_pb2 as pb
-from sheep_client import builders, cli, commands, output, parsing, stats
+from sheep_client import builders, cli, commands, output, parsing, ports, stats
 from sheep_client.container_io import LogWriter
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
@@ -127,6 +128,36 @@ def test_cpus_pids_and_tail() -> None:
         parsing.parse_tail("last")
 
 
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("8080:80", ("tcp", "", 8080, 80, 1)),
+    ("127.0.0.1:8080-8081:80-81/udp", ("udp", "127.0.0.1", 8080, 80, 2)),
+    ("0.0.0.0:80:80", ("tcp", "0.0.0.0", 80, 80, 1)),
+    ("[::1]:8080:80", ("tcp", "::1", 8080, 80, 1)),
+    ("[2001:db8::5]:8080-8081:80-81/udp", ("udp", "2001:db8::5", 8080, 80, 2)),
+    ("[::]:80:80", ("tcp", "::", 80, 80, 1)),
+    ("[2001:DB8:0:0::5]:53:53/udp", ("udp", "2001:db8::5", 53, 53, 1))])  # canonical text
+def test_publish_specs_as_docker_writes_them(spec: str,
+                                             expected: tuple[str, str, int, int, int]) -> None:
+    p = ports.parse_port(spec)
+    assert (p.protocol, p.host_ip, p.host_port, p.container_port, p.count) == expected
+
+
+@pytest.mark.parametrize(("spec", "why"), [
+    ("bogus", "use .*an IPv6 HOST_IP in brackets"),
+    ("::1:8080:80", "use .*an IPv6 HOST_IP in brackets"),
+    ("[::1]8080:80", "use "), ("[::1:8080:80", "use "), ("::1]:8080:80", "use "),
+    ("[::1]:8080:80/sctp", "use "),
+    ("[::g]:80:80", "'::g' is not an IPv6 address"),
+    ("[]:80:80", "'' is not an IPv6 address"),
+    ("[10.0.0.1]:80:80", "'10.0.0.1' is not an IPv6 address"),
+    ("999.0.0.1:80:80", "'999.0.0.1' is not an IPv4 address"),
+    ("localhost:80:80", "'localhost' is not an IPv4 address"),
+    ("[::1]:8080-8082:80-81", "host and container ranges differ in size")])
+def test_bad_publish_specs_name_the_spec(spec: str, why: str) -> None:
+    with pytest.raises(ValueError, match=rf"^bad port spec {re.escape(repr(spec))}: {why}"):
+        ports.parse_port(spec)
+
+
 # -- the argument layout ------------------------------------------------------------
 
 
@@ -238,6 +269,15 @@ def test_ps_status_as_docker() -> None:
     assert [commands.status(c, now) for c in (running, exited, restarting,
                                               pb.Container(state=pb.Container.CREATED))] == [
         "Up 5 minutes", "Exited (3) 2 seconds ago", "Restarting (1) 1 second ago", "Created"]
+
+
+def test_ps_and_port_write_ipv6_host_addresses_in_brackets() -> None:
+    assert [ports.host_address(ip, 8080) for ip in ("", "10.0.0.1", "::", "2001:db8::5")] \
+        == ["0.0.0.0:8080", "10.0.0.1:8080", "[::]:8080", "[2001:db8::5]:8080"]
+    c = pb.Container(ports=[pb.PortMapping(protocol="udp", host_ip="::", host_port=53,
+                                           container_port=53, count=1),
+                            pb.PortMapping(host_port=8080, container_port=80, count=2)])
+    assert commands._ports(c) == "[::]:53->53/udp, 0.0.0.0:8080-8081->80-81/tcp"
 
 
 def stats_sample(cpu_ns: int, at: float, *, limit: int = 0) -> pb.ContainerStats:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeAlias, TypeVar, cast
 
-from sheep_client import __version__, commands, container_io, parsing, run, stats
+from sheep_client import __version__, commands, container_io, parsing, ports, run, stats
 from sheep_client import cluster as cluster_cmd
 from sheep_client.client import SheepClient
 from sheep_client.connection import DEFAULT_SOCKET, is_tcp, target
@@ -105,8 +105,7 @@ def _add_run_networking(r: argparse.ArgumentParser) -> None:
                         "(repeatable)")
     r.add_argument("--ip", default="", help="address on the first network (default: leased)")
     r.add_argument("-p", "--publish", action="append", default=[], metavar="SPEC",
-                   help="publish a port on the first network: "
-                        "[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")
+                   help=f"publish a port on the first network: {ports.USAGE}")
     r.add_argument("--hostname", default="", help="hostname inside (default: the name)")
 
 

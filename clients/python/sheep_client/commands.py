@@ -33,6 +33,7 @@ from sheep_client.output import (
     table,
 )
 from sheep_client.parsing import parse_pairs
+from sheep_client.ports import host_address
 
 STATE = {pb.Container.CREATED: "created", pb.Container.RUNNING: "running",
          pb.Container.EXITED: "exited", pb.Container.UNKNOWN: "unknown"}
@@ -52,8 +53,8 @@ def _range(first: int, count: int) -> str:
 
 
 def _ports(c: pb.Container) -> str:
-    """PORTS as docker's ps writes them: 0.0.0.0:8080->80/tcp, ..."""
-    return ", ".join(f"{p.host_ip or '0.0.0.0'}:{_range(p.host_port, max(p.count, 1))}->"
+    """PORTS as docker's ps writes them: 0.0.0.0:8080->80/tcp, [2001:db8::5]:53->53/udp, ..."""
+    return ", ".join(f"{host_address(p.host_ip, _range(p.host_port, max(p.count, 1)))}->"
                      f"{_range(p.container_port, max(p.count, 1))}/{p.protocol or 'tcp'}"
                      for p in c.ports)
 
@@ -146,7 +147,7 @@ def cmd_port(api: SheepClient, a: argparse.Namespace) -> int:
     for p in api.inspect(a.id).ports:
         proto = p.protocol or "tcp"
         for i in range(max(p.count, 1)):
-            cport, host = p.container_port + i, f"{p.host_ip or '0.0.0.0'}:{p.host_port + i}"
+            cport, host = p.container_port + i, host_address(p.host_ip, p.host_port + i)
             if not want_port:
                 print(f"{cport}/{proto} -> {host}")
             elif want_port == str(cport) and want_proto in ("", proto):
