@@ -53,6 +53,7 @@ class OciProcesses:
         self._cgroup_parent = cgroup_parent
         self._profile = seccomp.load_profile(seccomp_profile)
         self._arch = seccomp.native_arch()
+        self._absent_arches = seccomp.absent_architectures(self._arch)
         self.capabilities = frozenset(capabilities.bounding_set())
         # No CAP_SYS_RESOURCE is needed to lower a limit, only to raise the hard one.
         self._nofile = min(MAX_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
@@ -61,7 +62,8 @@ class OciProcesses:
 
     def _seccomp_for(self, caps: tuple[str, ...]) -> dict[str, Any]:
         if caps not in self._seccomp:
-            self._seccomp[caps] = seccomp.to_oci(self._profile, caps=caps, arch=self._arch)
+            self._seccomp[caps] = seccomp.to_oci(self._profile, caps=caps, arch=self._arch,
+                                                 absent=self._absent_arches)
         return self._seccomp[caps]
 
     def config(self, spec: ProcessSpec) -> dict[str, Any]:

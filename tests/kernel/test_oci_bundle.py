@@ -7,6 +7,8 @@ Needs Debian's runc and golang-github-containers-common (the seccomp profile), w
 from __future__ import annotations
 
 import copy
+import gzip
+import os
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,22 @@ def test_seccomp_conversion_by_architecture() -> None:
     assert arm["architectures"] == ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
     assert "arch_prctl" not in rule_names(arm, "SCMP_ACT_ALLOW")
     assert "not_on_arm" not in rule_names(arm, "SCMP_ACT_ALLOW")
+
+
+def kernel_config() -> str:
+    """The running kernel's build configuration (from /proc or /boot)."""
+    proc = Path("/proc/config.gz")
+    if proc.exists():
+        return gzip.decompress(proc.read_bytes()).decode()
+    return Path(f"/boot/config-{os.uname().release}").read_text()
+
+
+def test_architectures_the_kernel_refuses_are_left_out() -> None:
+    without = seccomp.to_oci(PROFILE, caps=(), arch="amd64", absent={"SCMP_ARCH_X32"})
+    assert without["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    x32_off = "# CONFIG_X86_X32_ABI is not set" in kernel_config()
+    assert seccomp.absent_architectures("amd64") == ({"SCMP_ARCH_X32"} if x32_off else set())
+    assert seccomp.absent_architectures("arm64") == set()
 
 
 def test_seccomp_unknown_condition_fails_closed() -> None:
