@@ -13,7 +13,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,7 @@ from sheep_runtime.model import (
     ProcessSpec,
 )
 from sheep_runtime.names import generated_name, new_id
+from sheep_runtime.offload import in_thread
 from sheep_runtime.ops.attach import Attacher
 from sheep_runtime.ops.backends import Images, Links, Namespaces, Processes, Store
 from sheep_runtime.ops.events import EventBus
@@ -45,6 +46,7 @@ from sheep_runtime.ops.undo import Teardown, UndoStack
 from sheep_runtime.ops.views import AttachmentView, ContainerView
 
 log = logging.getLogger(__name__)
+EtcWriter = Callable[[Container, Path], Awaitable[tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,7 @@ class ContainerService(ContainerLookup):
                  attacher: Attacher, links: Links, namespaces: Namespaces,
                  processes: Processes, images: Images, tasks: TaskSupervisor,
                  metrics: Metrics, events: EventBus,
-                 etc_files: Callable[[Container, Path], tuple[str, ...]] | None = None
-                 ) -> None:
+                 etc_files: EtcWriter | None = None) -> None:
         super().__init__(config=config, store=store, networks=networks, links=links)
         # Writes a container's own /etc files into its dir, before its process starts.
         self._etc_files = etc_files
@@ -153,8 +154,8 @@ class ContainerService(ContainerLookup):
                 self._store.add_container(c)
                 undo.push("remove container record", lambda: self._store.remove_container(c.id))
                 cdir = self.container_dir(c.id)
-                cdir.mkdir(parents=True)
                 undo.push("remove container dir", lambda: shutil.rmtree(cdir, True))
+                await in_thread(cdir.mkdir, parents=True)  # can wait on the fs journal
                 rootfs = await self._prepare_root(c, root, undo)
                 c = await self._launch(c, plans, rootfs, undo)
             except BaseException:
@@ -173,7 +174,7 @@ class ContainerService(ContainerLookup):
         await self._namespaces.create(netns)
         undo.push("unpin netns", lambda: self._namespaces.delete(netns))
         await self._attach_all(c, plans, undo)
-        handle = await self._processes.start(self._process_spec(c, rootfs=rootfs))
+        handle = await self._processes.start(await self._process_spec(c, rootfs=rootfs))
         undo.push("kill process", lambda: self._processes.kill(handle))
         return self.mark_running(c, handle)
 
@@ -276,14 +277,15 @@ class ContainerService(ContainerLookup):
             undo.push("release rootfs", lambda: self._images.release_rootfs(c.id))
         return rootfs
 
-    def _process_spec(self, c: Container, *, rootfs: Path | None) -> ProcessSpec:
+    async def _process_spec(self, c: Container, *, rootfs: Path | None) -> ProcessSpec:
         cdir = self.container_dir(c.id)
+        etc_files = await self._etc_files(c, cdir) if self._etc_files else ()
         return ProcessSpec(
             container_id=c.id, argv=c.command, env=c.env, hostname=c.hostname,
             netns_path=Path(c.netns_path), container_dir=cdir,
             capabilities=c.capabilities, privileged=c.privileged,
             hidden_paths=(self._config.state_dir, self._config.run_dir),
-            etc_files=self._etc_files(c, cdir) if self._etc_files else (),
+            etc_files=etc_files,
             rootfs=rootfs, cwd=c.working_dir, resources=c.resources, log=c.log)
 
     async def _attach_all(self, c: Container, plans: tuple[AttachPlan, ...],

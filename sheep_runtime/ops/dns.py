@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sheep_runtime.errors import NotFound, SheepError
 from sheep_runtime.model import Attachment, Container, Event, Network
+from sheep_runtime.offload import in_thread
 from sheep_runtime.ops.backends import Resolver, Store
 from sheep_runtime.ops.events import DROPPED, EventBus, EventFilter
 from sheep_runtime.ops.networks import NetworkRegistry
@@ -263,7 +264,7 @@ class DnsService:
                 return net.gateway
         return None
 
-    def write_etc_files(self, c: Container, container_dir: Path) -> tuple[str, ...]:
+    async def write_etc_files(self, c: Container, container_dir: Path) -> tuple[str, ...]:
         """Write `c`'s resolv.conf (only when a network of it has DNS: else it keeps
         the host's), hosts and hostname under `container_dir/etc`; return the names
         written, each to be bind-mounted read-only over the host's /etc file."""
@@ -272,19 +273,23 @@ class DnsService:
         server = self.nameserver(attachments)
         if server is not None:
             files["resolv.conf"] = f"nameserver {server}\n"
-        etc = container_dir / ETC_DIR
-        etc.mkdir(exist_ok=True)
-        written: list[str] = []
-        for name, text in files.items():
-            # runc cannot make a mount point on the read-only root: mount only over
-            # files the host has.
-            if not (HOST_ETC / name).exists():
-                continue
-            path = etc / name
-            path.write_text(text)
-            os.chmod(path, 0o644)
-            written.append(name)
-        return tuple(written)
+        return await in_thread(_write_etc_files, container_dir / ETC_DIR, files)
+
+
+def _write_etc_files(etc: Path, files: dict[str, str]) -> tuple[str, ...]:
+    """Write `files` in `etc` (blocking); the names written."""
+    etc.mkdir(exist_ok=True)
+    written: list[str] = []
+    for name, text in files.items():
+        # runc cannot make a mount point on the read-only root: mount only over files
+        # the host has.
+        if not (HOST_ETC / name).exists():
+            continue
+        path = etc / name
+        path.write_text(text)
+        os.chmod(path, 0o644)
+        written.append(name)
+    return tuple(written)
 
 
 def hosts_file(c: Container, attachments: Sequence[Attachment]) -> str:

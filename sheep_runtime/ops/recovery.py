@@ -20,7 +20,7 @@ from pathlib import Path
 from sheep_runtime.config import Config
 from sheep_runtime.errors import SheepError
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import Container, ContainerState, Network
+from sheep_runtime.model import Container, ContainerState, Network, ProcessHandle
 from sheep_runtime.names import HOST_VETH_PREFIX
 from sheep_runtime.ops.attach import RETIRED_VETH_PREFIX
 from sheep_runtime.ops.backends import Images, Links, Namespaces, Processes, Store
@@ -89,10 +89,7 @@ class Recovery:
         if c.removing:  # a removal cut short: finish it
             handle = self.processes.adopt(c.id, cdir, shim_pid=c.shim_pid or None,
                                           shim_start_time=c.shim_start_time or None)
-            if handle is not None:
-                self.processes.kill(handle)
-                await self.processes.wait_exit(handle)
-            (await self.containers.teardown(c)).raise_if_failed(f"removed {c.id[:12]}")
+            await self._kill_and_tear_down(c, handle)
             report.removed.append(c.id)
             return
         if c.state == ContainerState.EXITED:
@@ -101,7 +98,12 @@ class Recovery:
         known = c.state in (ContainerState.RUNNING, ContainerState.UNKNOWN)
         handle = self.processes.adopt(c.id, cdir, shim_pid=c.shim_pid if known else None,
                                       shim_start_time=c.shim_start_time if known else None)
-        if handle is not None:
+        if handle is not None and not known and not handle.pid:
+            # Its CreateContainer never returned and runc is still starting the command:
+            # undo it rather than wait for an outcome nobody asked for.
+            await self._kill_and_tear_down(c, handle)
+            report.rolled_back.append(c.id)
+        elif handle is not None:
             if not self.namespaces.exists(Path(c.netns_path)):
                 self._error(report, "netns_pin", c, "network namespace pin missing")
                 self.containers.mark_unknown(c, reason="network namespace pin missing")
@@ -115,6 +117,12 @@ class Recovery:
             # Its CreateContainer never returned: undo all of it.
             (await self.containers.teardown(c)).raise_if_failed(f"rolled back {c.id[:12]}")
             report.rolled_back.append(c.id)
+
+    async def _kill_and_tear_down(self, c: Container, handle: ProcessHandle | None) -> None:
+        if handle is not None:
+            self.processes.kill(handle)
+            await self.processes.wait_exit(handle)
+        (await self.containers.teardown(c)).raise_if_failed(f"removed {c.id[:12]}")
 
     def _exited(self, c: Container, cdir: Path, report: RecoveryReport) -> Container:
         """The process ended while the daemon was away: take its exit record."""

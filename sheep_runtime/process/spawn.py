@@ -25,6 +25,7 @@ from typing import Any
 
 from sheep_runtime.errors import InvalidArgument, KernelError
 from sheep_runtime.model import ProcessHandle, ProcessSpec
+from sheep_runtime.offload import in_thread
 from sheep_runtime.process import cgroups, procfs
 from sheep_runtime.process.bundle import DEFAULT_PATH, ENV_PATH, SHIM_PATH
 from sheep_runtime.process.records import log_tail, read_pid_file
@@ -123,9 +124,8 @@ async def _read_line(fd: int) -> bytes:
         loop.remove_reader(fd)
 
 
-def _prepare(cdir: Path, config: Mapping[str, Any], container_id: str) -> int:
-    """Lay out the bundle and the fifos in `cdir`; return the fd (O_APPEND) of the log,
-    where the supervisor's own errors go (the logger appends the container's output)."""
+def _prepare(cdir: Path, config: Mapping[str, Any], container_id: str) -> None:
+    """Lay out the bundle and the fifos in `cdir` (blocking)."""
     try:
         (cdir / "rootfs").mkdir(parents=True, exist_ok=True)
         for stale in (*_STALE, *FIFOS):
@@ -133,10 +133,25 @@ def _prepare(cdir: Path, config: Mapping[str, Any], container_id: str) -> int:
         for fifo in FIFOS:  # here, not in the shim: no mkfifo(1) to spawn
             os.mkfifo(cdir / fifo, 0o600)
         (cdir / "config.json").write_text(json.dumps(config))
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        return os.open(cdir / "log", flags, 0o640)
     except OSError as e:
         raise KernelError(f"container {container_id}: cannot prepare {cdir}: {e}") from e
+
+
+def _spawn_shim(launched: list[subprocess.Popen[bytes]], argv: list[str], ready_w: int,
+                log: Path) -> None:
+    """Start the launcher (blocking) into `launched`: its stdin the write end of the
+    ready pipe (closed here, whatever happens), its output appended to `log`, where
+    the supervisor's own errors go (the logger appends the container's output)."""
+    try:
+        log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            launched.append(subprocess.Popen(
+                argv, stdin=ready_w, stdout=log_fd, stderr=log_fd, env={"PATH": DEFAULT_PATH},
+                cwd="/", start_new_session=True))
+        finally:
+            os.close(log_fd)
+    finally:
+        os.close(ready_w)
 
 
 async def start(spec: ProcessSpec, config: Mapping[str, Any], *, runc: Runc,
@@ -145,32 +160,31 @@ async def start(spec: ProcessSpec, config: Mapping[str, Any], *, runc: Runc,
     supervisor; return once the command runs. On any failure nothing is left: the
     launcher's process group is killed and runc's container deleted."""
     cdir = spec.container_dir.absolute()  # the shim runs in /
-    log_fd = _prepare(cdir, config, spec.container_id)
+    # Off the loop: creating files can wait on the filesystem's journal for many ms,
+    # and a vfork suspends the calling thread until the child's exec.
+    await in_thread(_prepare, cdir, config, spec.container_id)
     ready_r, ready_w = os.pipe()
     os.set_blocking(ready_r, False)
+    argv = ["/bin/sh", str(SHIM_PATH), spec.container_id, str(cdir), runc.path,
+            str(runc.root), sys.executable, str(LOGGER_PATH), str(spec.log.max_bytes),
+            str(spec.log.max_files)]
+    launched: list[subprocess.Popen[bytes]] = []  # by the thread, even if we are cancelled
     try:
-        launcher = subprocess.Popen(
-            ["/bin/sh", str(SHIM_PATH), spec.container_id, str(cdir), runc.path,
-             str(runc.root), sys.executable, str(LOGGER_PATH), str(spec.log.max_bytes),
-             str(spec.log.max_files)],
-            stdin=ready_w, stdout=log_fd, stderr=log_fd, env={"PATH": DEFAULT_PATH},
-            cwd="/", start_new_session=True)
-    except OSError as e:
-        os.close(ready_r)
-        raise KernelError(f"container {spec.container_id}: cannot spawn shim: {e}") from e
-    finally:
-        os.close(ready_w)
-        os.close(log_fd)
-    try:
+        await in_thread(_spawn_shim, launched, argv, ready_w, cdir / "log")
         handle = await asyncio.wait_for(_until_running(ready_r, cdir, spec.container_id),
                                         timeout)
     except BaseException as e:
+        if not launched:
+            if isinstance(e, OSError):
+                raise KernelError(f"container {spec.container_id}: cannot spawn shim: "
+                                  f"{e}") from e
+            raise
         # The launcher is not reaped yet, so its pid, the pgid of the supervisor and
         # runc, cannot have been reused. The container's init has a session of its own:
         # runc deletes it.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(launcher.pid, signal.SIGKILL)
-        await asyncio.shield(reap(launcher))
+            os.killpg(launched[0].pid, signal.SIGKILL)
+        await asyncio.shield(reap(launched[0]))
         await asyncio.shield(runc.delete(spec.container_id,
                                          cgroups_path=config["linux"]["cgroupsPath"]))
         if isinstance(e, TimeoutError):
@@ -179,7 +193,7 @@ async def start(spec: ProcessSpec, config: Mapping[str, Any], *, runc: Runc,
         raise
     finally:
         os.close(ready_r)
-    await reap(launcher)  # it exited right after starting the supervisor
+    await reap(launched[0])  # it exited right after starting the supervisor
     return handle
 
 
@@ -190,7 +204,8 @@ async def _until_running(ready_r: int, cdir: Path, container_id: str) -> Process
                           f"{log_tail(cdir) or 'no output'}")
     shim_pid = int(line)
     shim_start = procfs.process_start_time(shim_pid) or 0
-    delay = 0.0005
+    loop = asyncio.get_running_loop()
+    started, delay = loop.time(), 0.0005
     while True:
         # The exit record comes after init.pid: no init.pid then means runc failed.
         supervised = procfs.is_alive(shim_pid, shim_start)
@@ -204,7 +219,9 @@ async def _until_running(ready_r: int, cdir: Path, container_id: str) -> Process
         if ended:
             return ProcessHandle(shim_pid, shim_start, 0, 0, cdir)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.002)
+        # Each poll is loop time: under load a start takes hundreds of ms, so back off
+        # to 1/20 of the wait so far (2-5 ms).
+        delay = min(delay * 2, max(0.002, min(0.005, (loop.time() - started) / 20)))
 
 
 def _command_started(pid: int) -> tuple[int, int] | None:
