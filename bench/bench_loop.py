@@ -1,0 +1,166 @@
+"""Does sheepd's event loop stall under load? Latency of a `Version` call (no work in
+the daemon: what it measures is how long the loop leaves a ready call waiting) issued
+every 100 ms, idle and while 8 clients create containers, in the same run.
+
+- idle: Version every 100 ms, nothing else running.
+- load: the same prober, on a channel (and connection) of its own, while 8 threads
+  make `--creates` CreateContainer calls (no image: `/bin/sleep 3600` on the host's
+  read-only root, default network).
+- sheepd's own view: the delta of its `sheep_event_loop_lag_seconds` histogram over
+  the load (how late a 100 ms timer fired), as counts above 5, 10 and 25 ms.
+
+Everything runs in a throwaway sandbox netns with its own state dir and bridge; the
+containers are removed after the load, and everything at the end, even on failure.
+Usage: python bench/bench_loop.py [--creates 300] [--clients 8] [--idle 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sheep.runtime.v1 import runtime_pb2 as pb
+from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
+
+from tests.sandbox import Sandbox, sandbox
+
+TARGET_P99, TARGET_MAX = 0.005, 0.020  # issue #16: Version under load
+INTERVAL = 0.1
+COMMAND = ("/bin/sleep", "3600")
+CALL_TIMEOUT = 60.0
+LAG_RE = re.compile(r'^sheep_event_loop_lag_seconds_(bucket|sum|count)(?:\{le="([^"]+)"\})? '
+                    r'(\S+)$', re.MULTILINE)
+
+
+def pct(samples: Sequence[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class Prober:
+    """Calls Version every INTERVAL on a connection of its own (a local subchannel
+    pool: not the one the creates share), keeping each latency."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.channel = grpc.insecure_channel(f"unix:{box.socket}",
+                                             options=[("grpc.use_local_subchannel_pool", 1)])
+        self.stub = pb_grpc.RuntimeServiceStub(self.channel)
+        self.stub.Version(pb.VersionRequest(), timeout=CALL_TIMEOUT)  # connect first
+
+    def probe(self, stop: threading.Event, limit: int = 0) -> list[float]:
+        """Latencies (s) until `stop` is set (or `limit` calls)."""
+        lat: list[float] = []
+        due = time.monotonic()
+        while not stop.is_set() and (not limit or len(lat) < limit):
+            t0 = time.perf_counter()
+            self.stub.Version(pb.VersionRequest(), timeout=CALL_TIMEOUT)
+            lat.append(time.perf_counter() - t0)
+            due += INTERVAL
+            stop.wait(max(0.0, due - time.monotonic()))
+        return lat
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def loop_lag(box: Sandbox) -> dict[str, float]:
+    """sheepd's loop-lag histogram: cumulative buckets by `le`, `sum` and `count`."""
+    out: dict[str, float] = {}
+    for kind, le, value in LAG_RE.findall(box.metrics()):
+        out[le if kind == "bucket" else kind] = float(value)
+    return out
+
+
+def line(name: str, lat: Sequence[float]) -> str:
+    return (f"{name:<22} p50 {pct(lat, 0.5) * 1e3:6.2f} ms  p99 {pct(lat, 0.99) * 1e3:6.2f} ms"
+            f"  max {max(lat) * 1e3:6.2f} ms  (n={len(lat)})")
+
+
+def target(what: str, limit: float, measured: float) -> str:
+    verdict = "ok" if measured < limit else "MISSED"
+    return (f"target Version {what} under load < {limit * 1e3:.0f} ms ... measured "
+            f"{measured * 1e3:.1f} ms ... {verdict}")
+
+
+def load(box: Sandbox, prober: Prober, creates: int, clients: int, ids: list[str]
+         ) -> tuple[list[float], list[float], float]:
+    """Version latencies during `creates` creates from `clients` threads, the create
+    latencies and the wall time; the ids created go to `ids` (also of a failed run)."""
+    def create(_: int) -> float:
+        t0 = time.perf_counter()
+        c = box.api.CreateContainer(pb.CreateContainerRequest(command=list(COMMAND)),
+                                    timeout=CALL_TIMEOUT)
+        ids.append(c.id)
+        return time.perf_counter() - t0
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as probe_pool:
+        probes = probe_pool.submit(prober.probe, stop)
+        pool = ThreadPoolExecutor(clients)
+        try:
+            t0 = time.perf_counter()
+            futures = [pool.submit(create, i) for i in range(creates)]
+            created = [f.result() for f in futures]
+            wall = time.perf_counter() - t0
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()
+        return probes.result(), created, wall
+
+
+def remove(box: Sandbox, ids: Sequence[str]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda cid: box.api.RemoveContainer(
+            pb.RemoveContainerRequest(id=cid, force=True), timeout=CALL_TIMEOUT), ids))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--creates", type=int, default=300)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--idle", type=int, default=50, help="Version calls of the idle baseline")
+    p.add_argument("--extra", nargs="*", default=[],
+                   help="more sheepd flags (e.g. --extra=--log-level=debug)")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp)) as box:
+        box.start(extra=["--log-level", "warning", *a.extra])
+        prober = Prober(box)
+        ids: list[str] = []
+        try:
+            idle = prober.probe(threading.Event(), limit=a.idle)
+            before = loop_lag(box)
+            lat, created, wall = load(box, prober, a.creates, a.clients, ids)
+            after = loop_lag(box)
+        finally:
+            prober.close()
+            remove(box, ids)
+        print(f"{a.creates} creates from {a.clients} clients in {wall:.1f} s "
+              f"({a.creates / wall:.1f}/s; create p50 {pct(created, 0.5) * 1e3:.0f} ms, "
+              f"p99 {pct(created, 0.99) * 1e3:.0f} ms)")
+        print(line("Version idle", idle))
+        print(line("Version under load", lat))
+        d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+        n = d.get("count", 0.0)
+        above = {ms: n - d.get(le, n) for ms, le in ((5, "0.005"), (10, "0.01"), (25, "0.025"))}
+        print(f"loop lag during the load: {n:.0f} samples, "
+              + ", ".join(f"{v:.0f} > {ms} ms" for ms, v in above.items())
+              + f", mean {d.get('sum', 0.0) / max(n, 1) * 1e3:.2f} ms")
+        print(f"Version under load vs idle: p50 {pct(lat, 0.5) / pct(idle, 0.5):.1f}x, "
+              f"p99 {pct(lat, 0.99) / pct(idle, 0.99):.1f}x")
+        print(target("p99", TARGET_P99, pct(lat, 0.99)))
+        print(target("max", TARGET_MAX, max(lat)))
+
+
+if __name__ == "__main__":
+    main()
