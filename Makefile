@@ -11,9 +11,9 @@ APT_PACKAGES := iproute2 iputils-ping util-linux nftables libnftables1 python3-v
 # systemd (systemd-analyze), etcd (the cluster lab). Node.js comes from `make node`.
 TEST_APT_PACKAGES := podman containernetworking-plugins busybox-static openssl gcc systemd \
   etcd-server etcd-client
-# The baselines `make bench` measures against (podman and runc: container creation).
+# The baselines `make bench` measures against (netavark: attach; podman and runc: creation).
 BENCH_APT_PACKAGES := containernetworking-plugins dnsmasq-base etcd-server etcd-client \
-  podman runc busybox-static
+  netavark podman runc busybox-static
 PROTO := proto/sheep/runtime/v1/runtime.proto
 STATE_DIR ?= $(or $(SHEEP_STATE_DIR),/var/lib/sheep)
 RUN_DIR ?= $(or $(SHEEP_RUN_DIR),/run/sheep)
