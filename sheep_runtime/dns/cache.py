@@ -51,7 +51,7 @@ class AnswerCache:
         """Keep `response` (a NOERROR or NXDOMAIN answer) for its TTL."""
         if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             return
-        ttl = _ttl(response)
+        ttl = ttl_of(response)
         if ttl <= 0:
             return
         now = time.monotonic() if now is None else now
@@ -61,7 +61,9 @@ class AnswerCache:
             self._entries.popitem(last=False)
 
 
-def _ttl(response: dns.message.Message) -> int:
+def ttl_of(response: dns.message.Message) -> int:
+    """How long `response` may be kept: its smallest TTL, for a negative answer the
+    SOA's (RFC 2308), capped at MAX_TTL."""
     if response.answer and response.rcode() == dns.rcode.NOERROR:
         return min(MAX_TTL, *(r.ttl for r in response.answer))
     soa = [r for r in response.authority if r.rdtype == dns.rdatatype.SOA]

@@ -36,13 +36,10 @@ class Forwarder:
     async def resolve(self, query: dns.message.Message) -> dns.message.Message | None:
         """The answer to `query` (its id), from the cache or the first upstream that
         gives one; None if none did (the caller answers SERVFAIL)."""
-        q = query.question[0]
-        key: Key = (q.name.to_text().lower(), q.rdtype, q.rdclass)
-        cached = self._cache.get(key)
+        cached = self.cached(query)
         if cached is not None:
-            self._metrics.dns_cache_hits.inc()
-            cached.id = query.id
             return cached
+        key = _key(query)
         for host, port in self.upstreams:
             t0 = time.perf_counter()
             response = await self._ask(query, host, port)
@@ -53,6 +50,14 @@ class Forwarder:
             self._cache.put(key, response)
             return response
         return None
+
+    def cached(self, query: dns.message.Message) -> dns.message.Message | None:
+        """The cached answer to `query` (its id), None if there is none."""
+        cached = self._cache.get(_key(query))
+        if cached is not None:
+            self._metrics.dns_cache_hits.inc()
+            cached.id = query.id
+        return cached
 
     async def _ask(self, query: dns.message.Message, host: str, port: int
                    ) -> dns.message.Message | None:
@@ -66,3 +71,8 @@ class Forwarder:
             log.debug("upstream %s:%d failed for %s: %r", host, port, query.question[0], e)
             return None
         return response
+
+
+def _key(query: dns.message.Message) -> Key:
+    q = query.question[0]
+    return q.name.to_text().lower(), q.rdtype, q.rdclass

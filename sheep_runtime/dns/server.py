@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -23,8 +24,10 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+from prometheus_client import Counter
 
 from sheep_runtime.dns.answer import local_answer, status_response, type_label
+from sheep_runtime.dns.cache import ttl_of as cache_ttl
 from sheep_runtime.dns.forward import Forwarder
 from sheep_runtime.errors import KernelError
 from sheep_runtime.metrics import Metrics
@@ -39,8 +42,20 @@ TCP_IDLE_SECONDS = 10.0
 IP_FREEBIND = 15  # linux/in.h; not in Python's socket module
 IPV6_FREEBIND = 78  # linux/in6.h (Linux 4.15)
 MEMO_ENTRIES = 10_000
+FORWARDED_MEMO_SECONDS = 1.0
 
 IPAddress = IPv4Address | IPv6Address
+
+
+@dataclass(frozen=True)
+class _Memo:
+    """A reply as sent, past its id, and the counter of its type and result; until
+    `expires` (loop time): forever for our own names, a second at most for forwarded
+    ones (their TTLs count down)."""
+
+    reply: bytes
+    counter: Counter
+    expires: float = math.inf
 
 
 @dataclass
@@ -52,10 +67,9 @@ class _Listener:
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.Server] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    # (asker, query bytes past the id) -> (reply past the id, type, result), valid
-    # while `names.version` is `version`: a repeated question skips dnspython.
-    replies: dict[tuple[IPAddress, bytes], tuple[bytes, str, str]] = field(
-        default_factory=dict)
+    # (asker's address text, query bytes past the id) -> a reply, valid while
+    # `names.version` is `version`: a repeated question skips dnspython.
+    replies: dict[tuple[str, bytes], _Memo] = field(default_factory=dict)
     version: int = -1
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -165,30 +179,54 @@ class DnsServer:
         if not udp.is_closing():
             udp.sendto(encode(response, _udp_limit(query)), addr)
 
+    def _sent_forwarded(self, query: dns.message.Message, response: dns.message.Message,
+                        udp: asyncio.DatagramTransport, addr: tuple[str, int]) -> bytes:
+        self._metrics.dns_queries.labels(type_label(query.question[0].rdtype),
+                                         "forwarded").inc()
+        wire = encode(response, _udp_limit(query))
+        udp.sendto(wire, addr)
+        return wire
+
+    def _memo(self, listener: _Listener, key: tuple[str, bytes], query: dns.message.Message,
+              wire: bytes, result: str, expires: float) -> None:
+        if len(listener.replies) < MEMO_ENTRIES and expires > self._now():
+            counter = self._metrics.dns_queries.labels(
+                type_label(query.question[0].rdtype), result)
+            listener.replies[key] = _Memo(wire[2:], counter, expires)
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
     def on_datagram(self, listener: _Listener, udp: asyncio.DatagramTransport,
                     data: bytes, addr: tuple[str, int]) -> None:
         """Answer one datagram that arrived on `udp` from `addr`."""
-        source = _peer(addr)
         if listener.version != listener.names.version:
             listener.replies.clear()
             listener.version = listener.names.version
-        key = (source, data[2:])
+        key = (str(addr[0]), data[2:])
         hit = listener.replies.get(key)
         if hit is not None:
-            reply, label, result = hit
-            self._metrics.dns_queries.labels(label, result).inc()
-            udp.sendto(data[:2] + reply, addr)
-            return
-        query, response = self.answer_now(listener, data, source)
+            if hit.expires > self._now():
+                hit.counter.inc()
+                udp.sendto(data[:2] + hit.reply, addr)
+                return
+            del listener.replies[key]
+        query, response = self.answer_now(listener, data, _peer(addr))
         if query is None:
             return
         if response is not None:
             wire = encode(response, _udp_limit(query))
             udp.sendto(wire, addr)
-            if response.flags & dns.flags.AA and len(listener.replies) < MEMO_ENTRIES:
-                label = type_label(query.question[0].rdtype)
+            if response.flags & dns.flags.AA:
                 result = "nxdomain" if response.rcode() == dns.rcode.NXDOMAIN else "answered"
-                listener.replies[key] = (wire[2:], label, result)
+                self._memo(listener, key, query, wire, result, math.inf)
+            return
+        cached = self._forwarder.cached(query)
+        if cached is not None:  # no task for what the cache holds
+            wire = self._sent_forwarded(query, cached, udp, addr)
+            self._memo(listener, key, query, wire, "forwarded",
+                       self._now() + min(FORWARDED_MEMO_SECONDS, cache_ttl(cached)))
             return
         task = asyncio.create_task(self._forward_udp(listener, udp, query, addr),
                                    name=f"dns-forward-{listener.network_id[:12]}")

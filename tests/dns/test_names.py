@@ -30,6 +30,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.reversename
+import dns.rrset
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
@@ -281,6 +282,54 @@ async def test_server_answers_local_names_forwards_others_and_refuses_strangers(
                 counted[sample.labels["result"]] += int(sample.value)
     assert counted == {"answered": 3, "nxdomain": 1, "forwarded": 2, "servfail": 1,
                        "refused": 1}
+
+
+class _ShortLivedUpstream(asyncio.DatagramProtocol):
+    """Answers every A query with 192.0.2.9, TTL 1 s; counts the queries."""
+
+    queries = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queries += 1
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        response.answer.append(dns.rrset.from_text(query.question[0].name, 1, "IN", "A",
+                                                   "192.0.2.9"))
+        self.transport.sendto(response.to_wire(), addr)
+
+
+async def test_a_forwarded_answer_is_reused_while_its_ttl_lasts() -> None:
+    loop = asyncio.get_running_loop()
+    up, upstream = await loop.create_datagram_endpoint(_ShortLivedUpstream,
+                                                       local_addr=("127.0.0.1", 0))
+    metrics = Metrics()
+    forwarder = Forwarder([("127.0.0.1", up.get_extra_info("sockname")[1])],
+                          metrics=metrics, timeout=0.3)
+    port = _free_port()
+    server = DnsServer(forwarder=forwarder, metrics=metrics, port=port)
+    await server.serve(network_id="n", address=LO, subnet=IPv4Network("127.0.0.0/8"),
+                       names=_Names(), forward=True)
+    try:
+        async def ask() -> list[str]:
+            q = dns.message.make_query("short.example", "A")
+            r = await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=3)
+            assert r.id == q.id
+            return [str(rd) for rd in r.answer[0]]
+        for _ in range(3):  # the same question: the memo, then the cache
+            assert await ask() == ["192.0.2.9"]
+        assert upstream.queries == 1
+        await asyncio.sleep(1.2)  # the TTL is over: asked again
+        assert await ask() == ["192.0.2.9"]
+        assert upstream.queries == 2
+    finally:
+        await server.close()
+        up.close()
+    forwarded = metrics.registry.get_sample_value(
+        "sheep_dns_queries_total", {"type": "A", "result": "forwarded"})
+    assert forwarded == 4
 
 
 async def test_server_listens_on_the_ipv6_gateway_too() -> None:
