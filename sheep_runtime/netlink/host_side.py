@@ -95,10 +95,12 @@ def route_destinations6(sock: RawRoute) -> list[IPv6Network]:
 
 def ensure_bridge(sock: RawRoute, *, name: str, mac: str, gateway: IPv4Interface,
                   mtu: int, gateway6: IPv6Interface | None = None) -> int:
-    """Converge the bridge `name` (MAC, MTU, gateway addresses, up); return its index.
-    An EEXIST from a concurrent creation is answered by re-reading."""
+    """Converge the bridge `name` (MAC, MTU, multicast snooping off, gateway addresses,
+    up); return its index. An EEXIST from a concurrent creation is answered by
+    re-reading."""
     what = f"ensure bridge {name}"
     link = get_link(sock, name)
+    existed = link is not None
     if link is None:
         # The MAC is fixed at creation: a bridge without one takes the lowest MAC
         # of its ports, and every change of it wipes its neighbour table.
@@ -110,6 +112,8 @@ def ensure_bridge(sock: RawRoute, *, name: str, mac: str, gateway: IPv4Interface
     if link.kind != "bridge":
         raise LinkError(f"{what}: a link of kind {link.kind or 'unknown'} (index"
                         f" {link.index}) already has that name", errno=errno.EEXIST)
+    if existed:  # made by an older sheepd or by hand: snooping off as in new_bridge
+        sock.request(m.bridge_settings(link.index), f"{what}: multicast snooping off")
     if gateway not in addresses(sock, link.index, f"{what}: list addresses"):
         sock.request(m.new_addr(link.index, gateway.ip, gateway.network.prefixlen),
                      f"{what}: add address {gateway}", ok=(errno.EEXIST,))

@@ -61,6 +61,11 @@ async def _bridge(manager: LinkManager) -> int:
     return await manager.ensure_bridge(name=BRIDGE, mac=BRIDGE_MAC, gateway=GATEWAY, mtu=MTU)
 
 
+async def _snooping(netns: Path) -> int:
+    (link,) = await _ip(netns, "-d", "link", "show", BRIDGE)
+    return int(link["linkinfo"]["info_data"]["mcast_snooping"])
+
+
 async def _veth(manager: LinkManager, bridge: int, netns: Path, host: str) -> int:
     return await manager.create_veth(host_ifname=host, bridge_index=bridge, mtu=MTU,
                                      netns=netns, peer_ifname="eth0",
@@ -78,13 +83,15 @@ def test_ensure_bridge_is_idempotent_and_repairs(nl_run: NlRun, nl_sandbox: Path
             assert info is not None
             assert (info.kind, info.mac, info.mtu, info.up) == ("bridge", BRIDGE_MAC, MTU, True)
             assert await manager.has_address(BRIDGE, GATEWAY)
+            assert await _snooping(nl_sandbox) == 0
 
             await _ip(nl_sandbox, "addr", "del", str(GATEWAY), "dev", BRIDGE)
             await _ip(nl_sandbox, "link", "set", BRIDGE, "down", "mtu", "1300",
-                      "address", "02:5e:00:00:00:99")
+                      "address", "02:5e:00:00:00:99", "type", "bridge", "mcast_snooping", "1")
             assert not await manager.has_address(BRIDGE, GATEWAY)
             assert await _bridge(manager) == index
             assert await manager.has_address(BRIDGE, GATEWAY)
+            assert await _snooping(nl_sandbox) == 0
             info = await manager.get_link(BRIDGE)
             assert info is not None
             assert (info.mac, info.mtu, info.up) == (BRIDGE_MAC, MTU, True)
