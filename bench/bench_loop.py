@@ -3,7 +3,7 @@ the daemon: what it measures is how long the loop leaves a ready call waiting) i
 every 100 ms, idle and while 8 clients create containers, in the same run.
 
 - idle: Version every 100 ms, nothing else running.
-- load: the same prober, on a channel (and connection) of its own, while 8 threads
+- load: the same prober (a process of its own, with its own connection), while 8 threads
   make `--creates` CreateContainer calls (no image: `/bin/sleep 3600` on the host's
   read-only root, default network).
 - sheepd's own view: the delta of its `sheep_event_loop_lag_seconds` histogram over
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import select
+import subprocess
 import sys
 import tempfile
 import threading
@@ -49,29 +51,49 @@ def pct(samples: Sequence[float], q: float) -> float:
 
 
 class Prober:
-    """Calls Version every INTERVAL on a connection of its own (a local subchannel
-    pool: not the one the creates share), keeping each latency."""
+    """Calls Version every INTERVAL from a process of its own (so the load's client
+    threads cannot hold it up for the GIL), on a connection of its own."""
 
     def __init__(self, box: Sandbox) -> None:
-        self.channel = grpc.insecure_channel(f"unix:{box.socket}",
-                                             options=[("grpc.use_local_subchannel_pool", 1)])
-        self.stub = pb_grpc.RuntimeServiceStub(self.channel)
-        self.stub.Version(pb.VersionRequest(), timeout=CALL_TIMEOUT)  # connect first
+        self.socket = box.socket
 
     def probe(self, stop: threading.Event, limit: int = 0) -> list[float]:
         """Latencies (s) until `stop` is set (or `limit` calls)."""
-        lat: list[float] = []
-        due = time.monotonic()
-        while not stop.is_set() and (not limit or len(lat) < limit):
-            t0 = time.perf_counter()
-            self.stub.Version(pb.VersionRequest(), timeout=CALL_TIMEOUT)
-            lat.append(time.perf_counter() - t0)
-            due += INTERVAL
-            stop.wait(max(0.0, due - time.monotonic()))
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--probe", str(self.socket), "--limit", str(limit)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            if child.stdout.readline() != "ready\n":
+                raise SystemExit("the prober did not connect")
+            if not limit:
+                stop.wait()
+                child.stdin.close()  # EOF: the prober stops
+            lat = [float(x) for x in child.stdout.read().split()]
+        finally:
+            child.kill()
+            child.wait()
         return lat
 
-    def close(self) -> None:
-        self.channel.close()
+
+def run_probe(socket: str, limit: int) -> None:
+    """The prober's process: "ready", then a latency per Version call, until `limit`
+    calls or EOF on stdin."""
+    channel = grpc.insecure_channel(f"unix:{socket}")
+    stub = pb_grpc.RuntimeServiceStub(channel)
+    stub.Version(pb.VersionRequest(), timeout=CALL_TIMEOUT)  # connect first
+    print("ready", flush=True)
+    lat: list[float] = []
+    due = time.monotonic()
+    while not limit or len(lat) < limit:
+        t0 = time.perf_counter()
+        stub.Version(pb.VersionRequest(), timeout=CALL_TIMEOUT)
+        lat.append(time.perf_counter() - t0)
+        due += INTERVAL
+        if select.select([sys.stdin], [], [], max(0.0, due - time.monotonic()))[0]:
+            break  # EOF
+    print(" ".join(f"{x:.6f}" for x in lat), flush=True)
+    channel.close()
 
 
 def loop_lag(box: Sandbox) -> dict[str, float]:
@@ -132,7 +154,11 @@ def main() -> None:
     p.add_argument("--idle", type=int, default=50, help="Version calls of the idle baseline")
     p.add_argument("--extra", nargs="*", default=[],
                    help="more sheepd flags (e.g. --extra=--log-level=debug)")
+    p.add_argument("--probe", help=argparse.SUPPRESS)  # the prober's process
+    p.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.probe:
+        return run_probe(a.probe, a.limit)
     with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp)) as box:
         box.start(extra=["--log-level", "warning", *a.extra])
         prober = Prober(box)
@@ -143,7 +169,6 @@ def main() -> None:
             lat, created, wall = load(box, prober, a.creates, a.clients, ids)
             after = loop_lag(box)
         finally:
-            prober.close()
             remove(box, ids)
         print(f"{a.creates} creates from {a.clients} clients in {wall:.1f} s "
               f"({a.creates / wall:.1f}/s; create p50 {pct(created, 0.5) * 1e3:.0f} ms, "
