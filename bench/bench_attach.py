@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def bench_baseline(box: Sandbox, n: int, concurrency: int) -> tuple[dict[str, fl
 NETAVARK = Path("/usr/lib/podman/netavark")  # Debian package netavark
 DETACH_P50_TARGET, DETACH_RATE_TARGET = 0.1, 5.0  # issue #16, against netavark
 ATTACH_P50_TARGET, ATTACH_RATE_TARGET = 0.05, 15.0
+FLOOR_TARGET = 3.0  # attach end to end, against the same messages from one thread
 
 
 def bench_netavark(box: Sandbox, tmp: Path, n: int, concurrency: int
@@ -378,8 +380,23 @@ def main() -> None:
             bench_scale(box, a.scale)
 
 
+def kernel_floor(n: int) -> float:
+    """Attach p50 (ms) of the same netlink messages sent from one thread, no daemon,
+    no gRPC (bench_netlink.py --floor, in namespaces of its own)."""
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(repo / "bench" / "bench_netlink.py"), "--floor",
+                          "--containers", str(n)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(repo)}).stdout
+    match = re.search(r"^floor p50 ([0-9.]+) ms$", out, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"bench_netlink.py --floor printed no floor: {out}")
+    return float(match[1])
+
+
 def bench_attach_detach(box: Sandbox, tmp: Path, n: int) -> None:
-    """sheepd against the baseline and netavark at concurrency 1 and 8."""
+    """sheepd against the kernel floor, the baseline and netavark at concurrency 1
+    and 8."""
+    floor = kernel_floor(n)
     results = {}
     for c in (1, 8):
         results[("sheepd", c)] = bench_sheepd(box, n, c)
@@ -395,6 +412,10 @@ def bench_attach_detach(box: Sandbox, tmp: Path, n: int) -> None:
     d1, d8 = results[("sheepd", 1)][1], results[("sheepd", 8)][1]
     print(f"detach throughput, concurrency 8 vs 1: {d8['rate'] / d1['rate']:.1f}x")
     report_netavark(results)
+    ours = results[("sheepd", 1)][0]["p50"]
+    print(f"target attach p50 <= {FLOOR_TARGET:g}x the kernel floor: measured "
+          f"{ours / floor:.1f}x ({ours:.2f} vs {floor:.2f} ms) "
+          f"{'ok' if ours <= FLOOR_TARGET * floor else 'MISSED'}")
 
 
 if __name__ == "__main__":

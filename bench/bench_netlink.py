@@ -14,7 +14,7 @@ Inside a throwaway sandbox netns standing in for the host, over N container netn
 Each at concurrency 1 and 8 (p50/p90/p99 per attach, rate, max event-loop gap), then
 veth deletion throughput one at a time vs 8 in flight. Everything is removed at the end.
 
-    PYTHONPATH=. python bench/bench_netlink.py [--containers 200]
+    PYTHONPATH=. python bench/bench_netlink.py [--containers 200] [--floor]
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ async def delete_all(manager: LinkManager) -> None:
     await asyncio.gather(*(manager.delete_link(link.name) for link in links))
 
 
-async def bench(containers: list[Path]) -> None:
+async def bench(containers: list[Path], *, floor_only: bool = False) -> None:
     manager = LinkManager()
     await manager.start()
     ipr = await open_route_socket(None)
@@ -188,6 +188,12 @@ async def bench(containers: list[Path]) -> None:
     try:
         bridge = await manager.ensure_bridge(name="shpbrbench", mac=BRIDGE_MAC,
                                              gateway=GATEWAY, mtu=MTU)
+        if floor_only:  # the line bench_attach.py reads
+            samples, _, _ = await timed(inline_path(inline, bridge), containers, 1)
+            await delete_all(manager)
+            await manager.delete_link("shpbrbench")
+            print(f"floor p50 {pct(samples, 50) * 1e3:.3f} ms")
+            return
         print(f"{'attach path':<34} {'n':>4} {'p50 ms':>7} {'p90':>7} {'p99':>7}"
               f" {'max':>7} rate, max loop gap")
         phases: dict[str, list[float]] = {}
@@ -241,6 +247,8 @@ async def bench(containers: list[Path]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--containers", type=int, default=200)
+    parser.add_argument("--floor", action="store_true",
+                        help="only the inline path at concurrency 1: the kernel floor")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="sheep-bench-") as tmp:
@@ -253,7 +261,7 @@ def main() -> None:
             for path in containers:
                 create_pinned_netns(path)
                 created.append(path)
-            run_in_netns(sandbox, lambda: uvloop.run(bench(containers)))
+            run_in_netns(sandbox, lambda: uvloop.run(bench(containers, floor_only=args.floor)))
         finally:
             for path in reversed(created):
                 delete_pinned_netns(path)

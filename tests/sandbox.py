@@ -231,9 +231,11 @@ def add_internet(box: Sandbox, *, ipv6: bool = False) -> tuple[str, Path]:
     if ipv6:  # nodad: usable at once
         in_netns(path, "ip", "addr", "add", f"{INTERNET6}/64", "dev", "inet0", "nodad",
                  check=True)
-        for argv in (("ip", "addr", "add", f"{UPLINK6}/64", "dev", "up0", "nodad"),
-                     ("ip", "-6", "route", "add", "default", "via", INTERNET6)):
-            box.host(*argv, check=True)
+        argvs: tuple[tuple[str, ...], ...] = (
+            ("ip", "addr", "add", f"{UPLINK6}/64", "dev", "up0", "nodad"),
+            ("ip", "-6", "route", "add", "default", "via", INTERNET6))
+        for argv6 in argvs:
+            box.host(*argv6, check=True)
     return name, path
 
 

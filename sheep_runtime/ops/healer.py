@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import (
@@ -171,6 +172,28 @@ class Healer:
                 await self._attacher.restore_bridge_entries(a, net, port_index=info.index)
             if broken:
                 self._repaired(a, net, "nomaster" if info.master != bridge_index else "down")
+            elif entries and not await self._container_side_intact(a):
+                # e.g. a re-plug cut short by a kill: the veth is back, its peer not
+                # configured yet. Plug it again from scratch (the peer goes with it).
+                c = self._store.container(a.container_id)
+                if c is not None:
+                    await self._links.delete_link(a.host_interface)
+                    await self._attacher.replug(c, a, net)
+                    self._repaired(a, net, "unconfigured")
+
+    async def _container_side_intact(self, a: Attachment) -> bool:
+        """True unless a running container of ours lacks `a`'s interface up with its
+        address (checked at start and on resyncs only: it opens the netns)."""
+        c = self._store.container(a.container_id)
+        if (c is None or c.owner == "cni" or c.state != ContainerState.RUNNING
+                or not os.path.exists(c.netns_path)):
+            return True
+        inside = await self._links.open_container_netns(Path(c.netns_path))
+        try:
+            state = await inside.read_interface(a.interface_name)
+        finally:
+            inside.close()
+        return state is not None and state.link.up and a.address in state.addresses
 
     async def _link_missing(self, a: Attachment, net: Network) -> None:
         self._events.publish("link.missing", container_id=a.container_id, network=net.name,

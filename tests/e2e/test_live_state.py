@@ -96,6 +96,20 @@ def test_deleted_host_veth_is_recreated_with_same_address(box: Sandbox,
     assert metric(box, "sheep_repairs_total", kind="link") >= 1
 
 
+def test_an_unconfigured_container_side_is_replugged_at_start(box: Sandbox) -> None:
+    """What a re-plug cut short by a SIGKILL leaves: the host veth on the bridge, the
+    container's end without its address. The next start notices and plugs it again."""
+    c = box.run("/bin/sleep", "300")
+    in_netns(c.netns_path, "ip", "addr", "flush", "dev", "eth0", check=True)
+    assert not reaches_gateway(c)
+    box.restart()
+    eventually(lambda: reaches_gateway(c), timeout=10)
+    assert metric(box, "sheep_repairs_total", kind="link") >= 1
+    again = box.api.Inspect(pb.InspectRequest(id=c.id)).networks[0]
+    assert (again.ip_address, again.mac_address) == (c.networks[0].ip_address,
+                                                     c.networks[0].mac_address)
+
+
 def test_veth_taken_off_bridge_or_down_is_put_back(box: Sandbox, events: EventLog) -> None:
     c = box.run("/bin/sleep", "300")
     host_if = c.networks[0].host_interface
