@@ -13,7 +13,9 @@ from sheep_runtime.ops.specs import validate_exec
 
 DEFAULT_TIMEOUT = 60
 DEFAULT_MAX_OUTPUT = 1024 * 1024
-MAX_OUTPUT = 4 * 1024 * 1024
+# Both streams at their limit still fit in one reply under the 4 MiB (4,194,304 bytes)
+# a gRPC client accepts by default.
+MAX_OUTPUT = 2_000_000
 
 
 def exec_spec(*, command: Sequence[str], env: Mapping[str, str], working_dir: str,
@@ -27,7 +29,7 @@ def exec_spec(*, command: Sequence[str], env: Mapping[str, str], working_dir: st
     if timeout_seconds < 0:
         raise InvalidArgument("timeout_seconds cannot be negative", field="timeout_seconds")
     if not 0 <= max_output_bytes <= MAX_OUTPUT:
-        raise InvalidArgument(f"max_output_bytes must be at most {MAX_OUTPUT} (4 MiB)",
+        raise InvalidArgument(f"max_output_bytes must be at most {MAX_OUTPUT}",
                               field="max_output_bytes")
     return ExecSpec(argv=tuple(command), env=dict(env), cwd=working_dir,
                     timeout=float(timeout_seconds or DEFAULT_TIMEOUT),

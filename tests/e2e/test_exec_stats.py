@@ -10,6 +10,7 @@ import grpc
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from sheep_runtime.ops.exec import MAX_OUTPUT
 from sheep_runtime.process import procfs
 from tests.sandbox import Sandbox
 
@@ -75,8 +76,13 @@ def test_output_beyond_the_limit_is_reported(box: Sandbox) -> None:
     assert r.exit_code == 0 and r.stdout == b"a" * 100 and r.stdout_truncated
     assert not r.stderr_truncated
     with pytest.raises(grpc.RpcError) as e:
-        execute(box, "web", "/bin/true", max_output_bytes=4 * MiB + 1)
+        execute(box, "web", "/bin/true", max_output_bytes=MAX_OUTPUT + 1)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Both streams at the limit: the reply still fits a default gRPC client.
+    r = execute(box, "web", "/bin/sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' o; "
+                "head -c 3000000 /dev/zero | tr '\\0' e >&2", max_output_bytes=MAX_OUTPUT)
+    assert r.stdout == b"o" * MAX_OUTPUT and r.stderr == b"e" * MAX_OUTPUT
+    assert r.stdout_truncated and r.stderr_truncated
 
 
 def test_timeout_kills_the_command_and_leaves_no_process(box: Sandbox) -> None:

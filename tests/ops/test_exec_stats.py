@@ -65,7 +65,7 @@ async def test_exec_passes_env_dir_limits_and_reports_the_result(daemon: Daemon)
     assert reply.stdout_truncated and reply.timed_out and not reply.stderr_truncated
     ((_, spec),) = daemon.machine.processes.execs
     assert (spec.env, spec.cwd, spec.timeout, spec.max_output) == (
-        {"A": "1"}, "/srv", 5.0, 4 * MiB)
+        {"A": "1"}, "/srv", 5.0, MAX_OUTPUT)
 
 
 @pytest.mark.parametrize(("fields", "field"), [
