@@ -18,6 +18,7 @@ from sheep_runtime.metrics import Metrics
 from sheep_runtime.model import (
     AddressEvent,
     Attachment,
+    Container,
     ContainerState,
     KernelEvent,
     Network,
@@ -172,20 +173,18 @@ class Healer:
                 await self._attacher.restore_bridge_entries(a, net, port_index=info.index)
             if broken:
                 self._repaired(a, net, "nomaster" if info.master != bridge_index else "down")
-            elif entries and not await self._container_side_intact(a):
+            elif (entries and (c := self._store.container(a.container_id)) is not None
+                  and not await self._container_side_intact(c, a)):
                 # e.g. a re-plug cut short by a kill: the veth is back, its peer not
                 # configured yet. Plug it again from scratch (the peer goes with it).
-                c = self._store.container(a.container_id)
-                if c is not None:
-                    await self._links.delete_link(a.host_interface)
-                    await self._attacher.replug(c, a, net)
-                    self._repaired(a, net, "unconfigured")
+                await self._links.delete_link(a.host_interface)
+                await self._attacher.replug(c, a, net)
+                self._repaired(a, net, "unconfigured")
 
-    async def _container_side_intact(self, a: Attachment) -> bool:
-        """True unless a running container of ours lacks `a`'s interface up with its
-        address (checked at start and on resyncs only: it opens the netns)."""
-        c = self._store.container(a.container_id)
-        if (c is None or c.owner == "cni" or c.state != ContainerState.RUNNING
+    async def _container_side_intact(self, c: Container, a: Attachment) -> bool:
+        """True unless `c`, a running container of ours, lacks `a`'s interface up with
+        its address (checked at start and on resyncs only: it opens the netns)."""
+        if (c.owner == "cni" or c.state != ContainerState.RUNNING
                 or not os.path.exists(c.netns_path)):
             return True
         inside = await self._links.open_container_netns(Path(c.netns_path))
