@@ -29,6 +29,7 @@ import grpc
 from sheep.runtime.v1 import runtime_pb2 as pb
 from sheep.runtime.v1 import runtime_pb2_grpc as pb_grpc
 
+from sheep_runtime.process.procfs import children, cmdline
 from tests.sandbox import Sandbox, in_netns, sandbox, sh
 
 
@@ -317,20 +318,6 @@ def pss_kib(pid: int) -> int:
         return 0
     return next((int(line.split()[1]) for line in text.splitlines()
                  if line.startswith("Pss:")), 0)
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-    except OSError:
-        return []
 
 
 def report_memory(box: Sandbox, rss0: int, total: int) -> None:
