@@ -242,16 +242,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _server(metrics: Metrics, *upstream_ports: int, timeout: float) -> tuple[DnsServer, int]:
+    """A DnsServer on a free port forwarding to 127.0.0.1 at `upstream_ports`, in order;
+    the server and its port."""
+    forwarder = Forwarder([("127.0.0.1", p) for p in upstream_ports], metrics=metrics,
+                          timeout=timeout)
+    port = _free_port()
+    return DnsServer(forwarder=forwarder, metrics=metrics, port=port), port
+
+
 async def test_server_answers_local_names_forwards_others_and_refuses_strangers() -> None:
     loop = asyncio.get_running_loop()
     up, _ = await loop.create_datagram_endpoint(_Upstream, local_addr=("127.0.0.1", 0))
     up_port = up.get_extra_info("sockname")[1]
     metrics = Metrics()
     dead = _free_port()  # nothing listens there: the first upstream times out
-    forwarder = Forwarder([("127.0.0.1", dead), ("127.0.0.1", up_port)], metrics=metrics,
-                          timeout=0.3)
-    port = _free_port()
-    server = DnsServer(forwarder=forwarder, metrics=metrics, port=port)
+    server, port = _server(metrics, dead, up_port, timeout=0.3)
     await server.serve(network_id="n", address=LO, subnet=IPv4Network("127.0.0.0/8"),
                        names=_Names(), forward=True)
     try:
@@ -306,10 +312,7 @@ async def test_a_forwarded_answer_is_reused_while_its_ttl_lasts() -> None:
     up, upstream = await loop.create_datagram_endpoint(_ShortLivedUpstream,
                                                        local_addr=("127.0.0.1", 0))
     metrics = Metrics()
-    forwarder = Forwarder([("127.0.0.1", up.get_extra_info("sockname")[1])],
-                          metrics=metrics, timeout=0.3)
-    port = _free_port()
-    server = DnsServer(forwarder=forwarder, metrics=metrics, port=port)
+    server, port = _server(metrics, up.get_extra_info("sockname")[1], timeout=0.3)
     await server.serve(network_id="n", address=LO, subnet=IPv4Network("127.0.0.0/8"),
                        names=_Names(), forward=True)
     try:
@@ -336,10 +339,7 @@ async def test_server_listens_on_the_ipv6_gateway_too() -> None:
     loop = asyncio.get_running_loop()
     up, _ = await loop.create_datagram_endpoint(_Upstream, local_addr=("127.0.0.1", 0))
     metrics = Metrics()
-    forwarder = Forwarder([("127.0.0.1", up.get_extra_info("sockname")[1])],
-                          metrics=metrics, timeout=1)
-    port = _free_port()
-    server = DnsServer(forwarder=forwarder, metrics=metrics, port=port)
+    server, port = _server(metrics, up.get_extra_info("sockname")[1], timeout=1)
     await server.serve(network_id="n", address=LO, subnet=IPv4Network("127.0.0.0/8"),
                        names=_Names(), forward=True, address6=LO6,
                        subnet6=IPv6Network("::1/128"))
