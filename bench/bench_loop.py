@@ -8,6 +8,9 @@ every 100 ms, idle and while 8 clients create containers, in the same run.
   read-only root, default network).
 - sheepd's own view: the delta of its `sheep_event_loop_lag_seconds` histogram over
   the load (how late a 100 ms timer fired), as counts above 5, 10 and 25 ms.
+- the floor: a twin gRPC server (uvloop, the same service, a Version that does nothing,
+  no other work) in a process of its own, probed the same way during the same load:
+  what the machine's scheduling leaves of the target for any Python gRPC server.
 
 Everything runs in a throwaway sandbox netns with its own state dir and bridge; the
 containers are removed after the load, and everything at the end, even on failure.
@@ -17,6 +20,8 @@ Usage: python bench/bench_loop.py [--creates 300] [--clients 8] [--idle 50]
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import re
 import select
 import subprocess
@@ -24,11 +29,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -54,8 +60,8 @@ class Prober:
     """Calls Version every INTERVAL from a process of its own (so the load's client
     threads cannot hold it up for the GIL), on a connection of its own."""
 
-    def __init__(self, box: Sandbox) -> None:
-        self.socket = box.socket
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
 
     def probe(self, stop: threading.Event, limit: int = 0) -> list[float]:
         """Latencies (s) until `stop` is set (or `limit` calls)."""
@@ -96,6 +102,43 @@ def run_probe(socket: str, limit: int) -> None:
     channel.close()
 
 
+class Twin(pb_grpc.RuntimeServiceServicer):
+    """The floor's server: Version and nothing else."""
+
+    async def Version(self, request: pb.VersionRequest, context: grpc.aio.ServicerContext
+                      ) -> pb.VersionResponse:
+        return pb.VersionResponse(version="twin", api_version="v1")
+
+
+def run_twin(socket: str) -> None:
+    """The twin's process: serve on `socket` until stdin closes."""
+    async def serve() -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_RuntimeServiceServicer_to_server(Twin(), server)
+        server.add_insecure_port(f"unix:{socket}")
+        await server.start()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(None)
+
+    uvloop.run(serve())
+
+
+@contextlib.contextmanager
+def twin_server(tmp: Path) -> Iterator[Path]:
+    socket = tmp / "twin.sock"
+    child = subprocess.Popen([sys.executable, __file__, "--twin", str(socket)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        if child.stdout.readline() != "ready\n":
+            raise SystemExit("the twin server did not start")
+        yield socket
+    finally:
+        child.kill()
+        child.wait()
+
+
 def loop_lag(box: Sandbox) -> dict[str, float]:
     """sheepd's loop-lag histogram: cumulative buckets by `le`, `sum` and `count`."""
     out: dict[str, float] = {}
@@ -115,10 +158,11 @@ def target(what: str, limit: float, measured: float) -> str:
             f"{measured * 1e3:.1f} ms ... {verdict}")
 
 
-def load(box: Sandbox, prober: Prober, creates: int, clients: int, ids: list[str]
-         ) -> tuple[list[float], list[float], float]:
-    """Version latencies during `creates` creates from `clients` threads, the create
-    latencies and the wall time; the ids created go to `ids` (also of a failed run)."""
+def load(box: Sandbox, probers: Sequence[Prober], creates: int, clients: int, ids: list[str]
+         ) -> tuple[list[list[float]], list[float], float]:
+    """Version latencies of each prober during `creates` creates from `clients` threads,
+    the create latencies and the wall time; the ids created go to `ids` (also of a
+    failed run)."""
     def create(_: int) -> float:
         t0 = time.perf_counter()
         c = box.api.CreateContainer(pb.CreateContainerRequest(command=list(COMMAND)),
@@ -127,8 +171,8 @@ def load(box: Sandbox, prober: Prober, creates: int, clients: int, ids: list[str
         return time.perf_counter() - t0
 
     stop = threading.Event()
-    with ThreadPoolExecutor(1) as probe_pool:
-        probes = probe_pool.submit(prober.probe, stop)
+    with ThreadPoolExecutor(len(probers)) as probe_pool:
+        probes = [probe_pool.submit(p.probe, stop) for p in probers]
         pool = ThreadPoolExecutor(clients)
         try:
             t0 = time.perf_counter()
@@ -138,7 +182,7 @@ def load(box: Sandbox, prober: Prober, creates: int, clients: int, ids: list[str
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             stop.set()
-        return probes.result(), created, wall
+        return [p.result() for p in probes], created, wall
 
 
 def remove(box: Sandbox, ids: Sequence[str]) -> None:
@@ -155,18 +199,23 @@ def main() -> None:
     p.add_argument("--extra", nargs="*", default=[],
                    help="more sheepd flags (e.g. --extra=--log-level=debug)")
     p.add_argument("--probe", help=argparse.SUPPRESS)  # the prober's process
+    p.add_argument("--twin", help=argparse.SUPPRESS)  # the twin server's process
     p.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.probe:
         return run_probe(a.probe, a.limit)
-    with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp)) as box:
+    if a.twin:
+        return run_twin(a.twin)
+    with (tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp)) as box,
+          twin_server(Path(tmp)) as twin):
         box.start(extra=["--log-level", "warning", *a.extra])
-        prober = Prober(box)
+        prober = Prober(box.socket)
         ids: list[str] = []
         try:
             idle = prober.probe(threading.Event(), limit=a.idle)
             before = loop_lag(box)
-            lat, created, wall = load(box, prober, a.creates, a.clients, ids)
+            (lat, floor), created, wall = load(box, (prober, Prober(twin)), a.creates,
+                                               a.clients, ids)
             after = loop_lag(box)
         finally:
             remove(box, ids)
@@ -175,6 +224,7 @@ def main() -> None:
               f"p99 {pct(created, 0.99) * 1e3:.0f} ms)")
         print(line("Version idle", idle))
         print(line("Version under load", lat))
+        print(line("twin under load", floor))
         d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
         n = d.get("count", 0.0)
         above = {ms: n - d.get(le, n) for ms, le in ((5, "0.005"), (10, "0.01"), (25, "0.025"))}
@@ -183,6 +233,9 @@ def main() -> None:
               + f", mean {d.get('sum', 0.0) / max(n, 1) * 1e3:.2f} ms")
         print(f"Version under load vs idle: p50 {pct(lat, 0.5) / pct(idle, 0.5):.1f}x, "
               f"p99 {pct(lat, 0.99) / pct(idle, 0.99):.1f}x")
+        print(f"Version under load vs the twin's (the floor): p50 "
+              f"{pct(lat, 0.5) / pct(floor, 0.5):.1f}x, "
+              f"p99 {pct(lat, 0.99) / pct(floor, 0.99):.1f}x")
         print(target("p99", TARGET_P99, pct(lat, 0.99)))
         print(target("max", TARGET_MAX, max(lat)))
 

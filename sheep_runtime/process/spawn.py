@@ -28,12 +28,14 @@ from sheep_runtime.model import ProcessHandle, ProcessSpec
 from sheep_runtime.offload import in_thread
 from sheep_runtime.process import cgroups, procfs
 from sheep_runtime.process.bundle import DEFAULT_PATH, ENV_PATH, SHIM_PATH
+from sheep_runtime.process.inotify import DirWatch
 from sheep_runtime.process.records import log_tail, read_pid_file
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+.-]{0,127}")  # runc takes these (and more)
 _HOSTNAME_MAX = 64  # bytes, kernel __NEW_UTS_LEN
 _RUNC_INIT_COMM = "runc:[2:INIT]"  # the name runc's nsexec gives the container's init
 _STALE = ("exit", "exit.tmp", "shim.pid", "init.pid")
+_SAFETY_LOOK = 0.1  # s between looks at a start should a wake-up be missed
 FIFOS = ("stdout.fifo", "stderr.fifo")  # the container's outputs, read by its logger
 LOGGER_PATH = Path(__file__).resolve().with_name("logger.py")
 MIN_LOG_BYTES = 1024
@@ -201,27 +203,59 @@ async def _until_running(ready_r: int, cdir: Path, container_id: str) -> Process
     line = await _read_line(ready_r)
     if not line.endswith(b"\n"):  # EOF: the supervisor did not start
         raise KernelError(f"container {container_id} failed to start: "
-                          f"{log_tail(cdir) or 'no output'}")
+                          f"{await in_thread(log_tail, cdir) or 'no output'}")
     shim_pid = int(line)
     shim_start = procfs.process_start_time(shim_pid) or 0
     loop = asyncio.get_running_loop()
-    started, delay = loop.time(), 0.0005
-    while True:
-        # The exit record comes after init.pid: no init.pid then means runc failed.
-        supervised = procfs.is_alive(shim_pid, shim_start)
-        ended = (cdir / "exit").exists()
-        pid = read_pid_file(cdir / "init.pid")
-        if (ended and pid is None) or not (ended or supervised):
-            raise KernelError(f"container {container_id} failed to start: "
-                              f"{log_tail(cdir) or 'no output'}")
-        if pid is not None and (found := _command_started(pid)) is not None:
-            return ProcessHandle(shim_pid, shim_start, *found, cdir)
-        if ended:
-            return ProcessHandle(shim_pid, shim_start, 0, 0, cdir)
-        await asyncio.sleep(delay)
-        # Each poll is loop time: under load a start takes hundreds of ms, so back off
-        # to 1/20 of the wait so far (2-5 ms).
-        delay = min(delay * 2, max(0.002, min(0.005, (loop.time() - started) / 20)))
+    shim_fd = procfs.open_pidfd(shim_pid, shim_start)
+    # Until runc has written init.pid nothing is polled: the pid file, the exit record
+    # and the supervisor's end each wake this up. Then the command's exec follows
+    # within ms; /proc of a process in the middle of one can block for as long, so
+    # every look is off the loop.
+    with DirWatch(cdir) as watch:
+        if shim_fd is not None:
+            loop.add_reader(shim_fd, _set_once, loop, shim_fd, watch.changed)
+        try:
+            delay = 0.0005
+            while True:
+                watch.changed.clear()
+                seen = await in_thread(_look, cdir, container_id, shim_pid, shim_start)
+                if isinstance(seen, ProcessHandle):
+                    return seen
+                if seen is None:
+                    with contextlib.suppress(TimeoutError):  # a missed wake-up costs this
+                        await asyncio.wait_for(watch.changed.wait(), _SAFETY_LOOK)
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.005)
+        finally:
+            if shim_fd is not None:
+                loop.remove_reader(shim_fd)
+                os.close(shim_fd)
+
+
+def _set_once(loop: asyncio.AbstractEventLoop, fd: int, event: asyncio.Event) -> None:
+    loop.remove_reader(fd)  # a pidfd stays readable once its process has ended
+    event.set()
+
+
+def _look(cdir: Path, container_id: str, shim_pid: int, shim_start: int
+          ) -> ProcessHandle | int | None:
+    """One look at a start (blocking): the handle once the command runs (or has already
+    ended), the pid of runc's init while it is on its way there, None before runc
+    wrote it; KernelError if the start failed."""
+    # The exit record comes after init.pid: no init.pid then means runc failed.
+    supervised = procfs.is_alive(shim_pid, shim_start)
+    ended = (cdir / "exit").exists()
+    pid = read_pid_file(cdir / "init.pid")
+    if (ended and pid is None) or not (ended or supervised):
+        raise KernelError(f"container {container_id} failed to start: "
+                          f"{log_tail(cdir) or 'no output'}")
+    if pid is not None and (found := _command_started(pid)) is not None:
+        return ProcessHandle(shim_pid, shim_start, *found, cdir)
+    if ended:
+        return ProcessHandle(shim_pid, shim_start, 0, 0, cdir)
+    return pid
 
 
 def _command_started(pid: int) -> tuple[int, int] | None:
