@@ -47,8 +47,9 @@ class Attacher:
         self._ports = ports
         self._metrics = metrics
         self._events = events
-        # Host veths between their creation and their store commit: leak collection
-        # must not take them for leftovers.
+        # Host veths an attach or a detach is working on, their records changing: leak
+        # collection must not take them for leftovers (an attach's are not recorded
+        # yet), nor the healer their events for damage.
         self.in_flight: set[str] = set()
 
     @contextmanager
@@ -241,7 +242,12 @@ class Attacher:
         keys = [a.host_interface for a in attachments if a.ports]
         if keys and not await t.step("firewall", lambda: self._firewall.withdraw(keys)):
             self._firewall.retry_later()
-        unplugged = [a for a in attachments if await self._unplug(a, t)]
+        names = {a.host_interface for a in attachments} - self.in_flight
+        self.in_flight |= names
+        try:
+            unplugged = [a for a in attachments if await self._unplug(a, t)]
+        finally:
+            self.in_flight -= names
         if remove_records is None:
             remove_records = partial(self._remove_records, unplugged)
         elif len(unplugged) < len(attachments):

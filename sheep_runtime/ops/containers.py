@@ -512,7 +512,9 @@ class ContainerService(ContainerLookup):
             await t.step("netns", lambda: self._namespaces.delete(Path(c.netns_path)))
             # A root still mounted keeps the dir (its removal would reach into it).
             if await t.step("rootfs", lambda: self._images.release_rootfs(c.id)):
-                await t.step("container dir", lambda: _remove_dir(self.container_dir(c.id)))
+                # off the loop: a few hundred unlinks that can wait on the journal
+                await t.step("container dir",
+                             lambda: in_thread(_remove_dir, self.container_dir(c.id)))
         return t
 
     # -- attach and detach of a live container -----------------------------------

@@ -73,8 +73,8 @@ class Healer:
             if ev.action == "del" or not link.up:
                 self._schedule_bridge(net.id)
             return
-        if not link.name.startswith(HOST_VETH_PREFIX):
-            return
+        if not link.name.startswith(HOST_VETH_PREFIX) or link.name in self._attacher.in_flight:
+            return  # not ours, or being attached (no record yet) or detached (going)
         for a in self._store.attachments_by_host_interface(link.name):
             bridge_index = self._networks.bridge_index_or_none(a.network_id)
             if ev.action == "del" or not link.up or link.master != bridge_index:
