@@ -226,10 +226,13 @@ async def test_wait_returns_the_exit_code_when_it_comes(daemon: Daemon) -> None:
 async def test_auto_remove_removes_it_at_exit_leaving_nothing(daemon: Daemon) -> None:
     base = await daemon.snapshot()
     c = await created(daemon, "tmp", auto_remove=True)
+    removed = daemon.api.WatchEvents(pb.WatchEventsRequest(
+        filters={"container": c.id, "type": "container.removed"}))
     daemon.machine.processes.exit(c.id, 0)
-    async with asyncio.timeout(HANG_GUARD):
-        while daemon.store.inner.container(c.id) is not None:
-            await asyncio.sleep(0.001)
+    # published once everything of it is gone, its dir last, after its record
+    event = await asyncio.wait_for(removed.read(), HANG_GUARD)
+    removed.cancel()
+    assert event.type == "container.removed"
     assert not changes(base, await daemon.snapshot())
     e = await rpc_error(created(daemon, "both", auto_remove=True,
                                 restart_policy=pb.RestartPolicy(name="always")))
