@@ -58,10 +58,13 @@ async def test_pids_limit_stops_forks_at_the_limit(world: World) -> None:
     assert "forked 9 EAGAIN" in log, log
     usage = await world.procs.cgroup_usage(spec.container_id)
     assert usage is not None and (usage.pids_current, usage.pids_limit) == (10, 10)
-    # An exec joins the same cgroup: it cannot fork either.
+    # An exec joins the same cgroup: it cannot fork either. Which task is refused
+    # depends on timing: the shell's fork ("can't fork"), or a thread of runc's own
+    # init in the cgroup (Go: "pthread_create failed: Resource temporarily unavailable").
     r = await world.procs.exec(spec.container_id, h.container_dir,
                                ExecSpec(("/bin/sh", "-c", "/bin/true; echo forked")))
-    assert b"forked" not in r.stdout and b"fork" in r.stderr, r
+    assert b"forked" not in r.stdout and r.exit_code != 0, r
+    assert b"fork" in r.stderr or b"Resource temporarily unavailable" in r.stderr, r
 
 
 async def test_memory_limit_is_in_the_cgroup_and_enforced(world: World) -> None:
