@@ -33,10 +33,11 @@ _DEFAULT = IPv4Network("0.0.0.0/0")
 
 def configure(sock: RawRoute, *, ifname: str, address: IPv4Interface, mtu: int | None,
               loopback: bool, neighbours: Sequence[tuple[IPv4Address | IPv6Address, str]],
-              address6: IPv6Interface | None = None) -> None:
+              address6: IPv6Interface | None = None,
+              default_routes: Sequence[IPv4Address | IPv6Address] = ()) -> None:
     """One batch: no IPv6 link-local, `address` (and `address6`, no DAD), up (with
-    `mtu`), lo up if `loopback`, then the permanent `neighbours` (address, mac) on
-    `ifname`."""
+    `mtu`), lo up if `loopback`, the permanent `neighbours` (address, mac) on
+    `ifname`, then a default route via each of `default_routes` out of `ifname`."""
     what = f"configure {ifname} with {address}"
     index = sock.ifindex(ifname, what)
     # addr_gen_mode none goes in its own message while the link is still down. Sent in
@@ -56,16 +57,9 @@ def configure(sock: RawRoute, *, ifname: str, address: IPv4Interface, mtu: int |
     # after the link is up: taking a link down drops its permanent neighbours
     requests += [Request(m.neighbour(index, ip, mac), f"add neighbour {ip} at {mac} on {ifname}")
                  for ip, mac in neighbours]
+    requests += [Request(m.default_route(gateway, index), f"add default route via {gateway}")
+                 for gateway in default_routes]
     sock.batch(requests)
-
-
-def default_route(sock: RawRoute, *, gateway: IPv4Address | IPv6Address,
-                  ifname: str | None) -> None:
-    """Replace the default route of `gateway`'s family: via `gateway` (out of `ifname`
-    if given)."""
-    what = f"add default route via {gateway}"
-    oif = None if ifname is None else sock.ifindex(ifname, what)
-    sock.request(m.default_route(gateway, oif), what)
 
 
 def read(sock: RawRoute, ifname: str) -> InterfaceState | None:
@@ -139,21 +133,18 @@ class ContainerNetns:
         loopback: bool = False,
         neighbours: Sequence[tuple[IPv4Address | IPv6Address, str]] = (),
         address6: IPv6Interface | None = None,
+        default_routes: Sequence[IPv4Address | IPv6Address] = (),
     ) -> None:
         """Put `address` (with its prefix) on `ifname` and bring it up without an IPv6
         link-local address. Idempotent: an address already present is fine. In the same
-        round trip, `loopback` also brings lo up and each (address, mac) of `neighbours`
-        becomes a permanent neighbour on `ifname`: no ARP, and no slot in the host-wide
-        table of ~1024 dynamic entries. `address6` is usable at once (no DAD)."""
+        round trip, `loopback` also brings lo up, each (address, mac) of `neighbours`
+        becomes a permanent neighbour on `ifname` (no ARP, and no slot in the host-wide
+        table of ~1024 dynamic entries) and each of `default_routes` the gateway of its
+        family's default route (replaced). `address6` is usable at once (no DAD)."""
         await self._run(lambda sock: configure(sock, ifname=ifname, address=address, mtu=mtu,
                                                loopback=loopback, neighbours=neighbours,
-                                               address6=address6))
-
-    async def add_default_route(self, *, gateway: IPv4Address | IPv6Address,
-                                ifname: str | None = None) -> None:
-        """Set the default route of `gateway`'s family via `gateway` (replacing any
-        previous one)."""
-        await self._run(lambda sock: default_route(sock, gateway=gateway, ifname=ifname))
+                                               address6=address6,
+                                               default_routes=default_routes))
 
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         """`ifname`'s link and IPv4 addresses, and the netns' default gateway (the first

@@ -181,22 +181,16 @@ class Attacher:
                 hairpin=not net.internal, isolated=not net.icc,
                 address6=a.address6.ip if a.address6 else None)
         with self._phase("setup", net, "address"):
-            # one round trip: addresses, up, lo up, permanent gateway neighbours
-            gateways: list[tuple[IPv4Address | IPv6Address, str]] = [
-                (net.gateway, net.bridge_mac)]
+            # one round trip: addresses, up, lo up, permanent gateway neighbours, routes
+            gateways: list[IPv4Address | IPv6Address] = [net.gateway]
             if a.gateway6 is not None:
-                gateways.append((a.gateway6, net.bridge_mac))
+                gateways.append(a.gateway6)
+            routes = [gw for gw in gateways
+                      if (default_route if gw.version == 4 else default_route6)]
             await inside.configure_interface(
                 ifname=a.interface_name, address=a.address, mtu=net.mtu, loopback=True,
-                neighbours=gateways, address6=a.address6)
-        if default_route or (default_route6 and a.gateway6 is not None):
-            with self._phase("setup", net, "route"):
-                if default_route:
-                    await inside.add_default_route(gateway=net.gateway,
-                                                   ifname=a.interface_name)
-                if default_route6 and a.gateway6 is not None:
-                    await inside.add_default_route(gateway=a.gateway6,
-                                                   ifname=a.interface_name)
+                neighbours=[(gw, net.bridge_mac) for gw in gateways], address6=a.address6,
+                default_routes=routes)
 
     async def restore_bridge_entries(self, a: Attachment, net: Network, *,
                                      port_index: int) -> None:

@@ -53,15 +53,13 @@ class ContainerLinks(Protocol):
     async def configure_interface(
         self, *, ifname: str, address: IPv4Interface, mtu: int | None = None,
         loopback: bool = False, neighbours: Sequence[tuple[IPAddress, str]] = (),
-        address6: IPv6Interface | None = None,
+        address6: IPv6Interface | None = None, default_routes: Sequence[IPAddress] = (),
     ) -> None:
         """Address `ifname` (and `address6`, usable at once: no duplicate address
         detection), bring it up (no IPv6 link-local); with `loopback` also lo; each
-        (address, mac) of `neighbours` becomes a permanent neighbour on it."""
-
-    async def add_default_route(self, *, gateway: IPAddress, ifname: str | None = None
-                                ) -> None:
-        """Set (replace) the default route of `gateway`'s family via `gateway`."""
+        (address, mac) of `neighbours` becomes a permanent neighbour on it, each of
+        `default_routes` the gateway of its family's default route out of it (replaced).
+        All in one kernel round trip."""
 
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         """`ifname`'s link, IPv4 addresses and the netns' default gateway; None if

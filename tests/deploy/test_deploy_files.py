@@ -174,7 +174,7 @@ def exercised_metrics() -> Metrics:
     m.set_build_info(version="0.1.0", pyroute2="0.9.7")
     interceptor = MetricsInterceptor(m)
     interceptor.initialize(pb.DESCRIPTOR.services_by_name["RuntimeService"])
-    for phase in ("ipam", "veth", "address", "route", "firewall", "store", "total"):
+    for phase in ("ipam", "veth", "address", "firewall", "store", "total"):
         m.setup_seconds.labels("sheep0", phase).observe(0.003)
         m.teardown_seconds.labels("sheep0", phase).observe(0.002)
     m.container_start_seconds.observe(0.2)

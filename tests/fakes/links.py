@@ -47,6 +47,7 @@ class FakeContainerLinks:
         loopback: bool = False,
         neighbours: Sequence[tuple[IPv4Address | IPv6Address, str]] = (),
         address6: IPv6Interface | None = None,
+        default_routes: Sequence[IPv4Address | IPv6Address] = (),
     ) -> None:
         self._calls.record("netns.configure_interface", mutating=True, error=_injected)
         link = self._link(ifname, f"configure {ifname} with {address}")
@@ -59,22 +60,16 @@ class FakeContainerLinks:
             self._link("lo", "bring up lo").up = True
         for ip, mac in neighbours:
             link.neighbours[ip] = mac
-
-    async def add_default_route(self, *, gateway: IPv4Address | IPv6Address,
-                                ifname: str | None = None) -> None:
-        self._calls.record("netns.add_default_route", mutating=True, error=_injected)
-        what = f"add default route via {gateway}"
-        ns = self._kernel.ns(self.netns, what)
-        candidates = [self._link(ifname, what)] if ifname else list(ns.links.values())
-        via = next((x for x in candidates if x.up and any(
-            a.version == gateway.version and gateway in a.network for a in x.addresses)),
-            None)
-        if via is None:
-            raise link_error(what, errno.ENETUNREACH)
-        if isinstance(gateway, IPv6Address):
-            ns.default_route6 = (gateway, via.name)
-        else:
-            ns.default_route = (gateway, via.name)
+        for gateway in default_routes:
+            what = f"add default route via {gateway}"
+            if not any(a.version == gateway.version and gateway in a.network
+                       for a in link.addresses):
+                raise link_error(what, errno.ENETUNREACH)
+            ns = self._kernel.ns(self.netns, what)
+            if isinstance(gateway, IPv6Address):
+                ns.default_route6 = (gateway, ifname)
+            else:
+                ns.default_route = (gateway, ifname)
 
     async def read_interface(self, ifname: str) -> InterfaceState | None:
         self._calls.record("netns.read_interface", mutating=False)

@@ -85,8 +85,8 @@ async def _attach(manager: LinkManager, bridge: int, netns: Path, n: int) -> int
         if n % 2:  # configured first without lo and neighbour: the second run is idempotent
             await inside.configure_interface(ifname="eth0", address=address, mtu=MTU)
         await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
-                                         loopback=True, neighbours=((GATEWAY.ip, BRIDGE_MAC),))
-        await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+                                         loopback=True, neighbours=((GATEWAY.ip, BRIDGE_MAC),),
+                                         default_routes=(GATEWAY.ip,))
     finally:
         inside.close()
     return port
@@ -163,8 +163,8 @@ def test_rerun_read_back_and_teardown(nl_run: NlRun, containers: list[Path]) -> 
             await _attach(manager, bridge, c1, 0)
             inside = await manager.open_container_netns(c1)
             try:  # idempotent on a second run
-                await inside.configure_interface(ifname="eth0", address=_address(0), mtu=MTU)
-                await inside.add_default_route(gateway=GATEWAY.ip)
+                await inside.configure_interface(ifname="eth0", address=_address(0), mtu=MTU,
+                                                 default_routes=(GATEWAY.ip,))
                 state = await inside.read_interface("eth0")
                 assert await inside.read_interface("eth9") is None
             finally:
@@ -207,9 +207,11 @@ def test_errors_carry_errno_context_and_kernel_text(nl_run: NlRun, nl_netns_dir:
                 state = await inside.read_interface("eth0")
                 assert state is not None and not state.link.up
                 assert (state.addresses, state.default_gateway) == ((), None)
-                # eth0 has no address yet: the kernel says why in its extack message
+                # a gateway off eth0's subnet: the kernel says why in its extack message
                 with pytest.raises(LinkError) as info:
-                    await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+                    await inside.configure_interface(
+                        ifname="eth0", address=IPv4Interface("192.0.2.2/24"),
+                        default_routes=(GATEWAY.ip,))
                 assert info.value.errno == errno.ENETUNREACH
                 assert str(info.value) == (f"add default route via {GATEWAY.ip}: Network is"
                                            " unreachable (Nexthop has invalid gateway)")
@@ -344,7 +346,7 @@ def test_a_cancelled_step_closes_its_socket_when_done(nl_run: NlRun,
                 assert exc.errno == errno.EBADF
             assert sock.closed
             with pytest.raises(LinkError) as info:
-                await inside.add_default_route(gateway=GATEWAY.ip)
+                await inside.configure_interface(ifname="lo", address=_LO)
             assert info.value.errno == errno.EBADF
             assert await manager._fast.run(lambda _: True)  # the pool is fine
         finally:
