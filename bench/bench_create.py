@@ -368,8 +368,7 @@ def breakdown(t: dict[str, float]) -> str:
     def mean(phase: str) -> float:
         return t[f"{phase}:sum"] / t[f"{phase}:count"] * 1e3 if t[f"{phase}:count"] else 0.0
 
-    phases = ", ".join(f"{p} {mean(p):.2f}" for p in ("ipam", "veth", "address", "route",
-                                                         "store"))
+    phases = ", ".join(f"{p} {mean(p):.2f}" for p in ("ipam", "veth", "address", "store"))
     return (f"  inside sheepd (means): create {mean('create'):.1f} ms, of it network setup "
             f"{mean('total'):.2f} ms ({phases}); the daemon's own CPU "
             f"{t['cpu:seconds'] / t['create:count'] * 1e3:.1f} ms per create")

@@ -38,7 +38,7 @@ from sheep_runtime.netlink import (
     delete_pinned_netns,
     run_in_netns,
 )
-from sheep_runtime.netlink.container_netns import configure, default_route
+from sheep_runtime.netlink.container_netns import configure
 from sheep_runtime.netlink.host_side import add_bridge_entries, create_veth
 from sheep_runtime.netlink.raw import RawRoute
 from sheep_runtime.netlink.workers import NetlinkWorkers
@@ -123,7 +123,7 @@ def pyroute2_path(ipr: RouteSocket, bridge: int) -> Attach:
     return attach
 
 
-PHASES = ("veth", "bridge entries", "address, up, lo, gateway neighbour", "route")
+PHASES = ("veth", "bridge entries", "address, up, lo, gateway neighbour, route")
 
 
 def raw_path(manager: LinkManager, bridge: int,
@@ -141,9 +141,8 @@ def raw_path(manager: LinkManager, bridge: int,
         try:
             await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
                                              loopback=True,
-                                             neighbours=((GATEWAY.ip, BRIDGE_MAC),))
-            marks.append(time.perf_counter())
-            await inside.add_default_route(gateway=GATEWAY.ip, ifname="eth0")
+                                             neighbours=((GATEWAY.ip, BRIDGE_MAC),),
+                                             default_routes=(GATEWAY.ip,))
             marks.append(time.perf_counter())
         finally:
             inside.close()
@@ -164,8 +163,7 @@ def inline_path(workers: NetlinkWorkers, bridge: int) -> Attach:
         inside = workers.socket_in(netns)
         try:
             configure(inside, ifname="eth0", address=address, mtu=MTU, loopback=True,
-                      neighbours=((GATEWAY.ip, BRIDGE_MAC),))
-            default_route(inside, gateway=GATEWAY.ip, ifname="eth0")
+                      neighbours=((GATEWAY.ip, BRIDGE_MAC),), default_routes=(GATEWAY.ip,))
         finally:
             inside.close()
 
