@@ -5,9 +5,9 @@ Inside a throwaway sandbox netns standing in for the host, over N container netn
 - pyroute2: the former attach path (AsyncIPRoute on the loop: veth, a socket opened
   in the container netns by a fresh thread, address, up, lo, default route; its code
   lives on in bench/pyroute2_baseline.py);
-- raw: the attach path ops runs now (`LinkManager` raw sockets on worker threads, four
-  round trips: veth; bridge entries; socket in the container netns + address, up, lo,
-  gateway neighbour; route);
+- raw: the attach path ops runs now (`LinkManager` raw sockets on worker threads, two
+  round trips: veth + bridge entries; socket in the container netns + address, up,
+  lo, gateway neighbour, route), and as it ran before in three (bridge entries apart);
 - raw, inline: the same raw messages sent from one thread with no event loop, i.e.
   the kernel's cost plus message building, without thread round trips.
 
@@ -32,6 +32,7 @@ from pathlib import Path
 import uvloop
 
 from bench.pyroute2_baseline import RouteSocket, configure_container, open_route_socket
+from sheep_runtime.model import PortEntries
 from sheep_runtime.netlink import (
     LinkManager,
     create_pinned_netns,
@@ -39,7 +40,7 @@ from sheep_runtime.netlink import (
     run_in_netns,
 )
 from sheep_runtime.netlink.container_netns import configure
-from sheep_runtime.netlink.host_side import add_bridge_entries, create_veth
+from sheep_runtime.netlink.host_side import create_veth
 from sheep_runtime.netlink.raw import RawRoute
 from sheep_runtime.netlink.workers import NetlinkWorkers
 
@@ -123,7 +124,7 @@ def pyroute2_path(ipr: RouteSocket, bridge: int) -> Attach:
     return attach
 
 
-PHASES = ("veth", "bridge entries", "address, up, lo, gateway neighbour, route")
+PHASES = ("veth + bridge entries", "address, up, lo, gateway neighbour, route")
 
 
 def raw_path(manager: LinkManager, bridge: int,
@@ -131,35 +132,46 @@ def raw_path(manager: LinkManager, bridge: int,
     async def attach(n: int, netns: Path) -> None:
         host, mac, address = names(n)
         marks = [time.perf_counter()]
-        port = await manager.create_veth(host_ifname=host, bridge_index=bridge, mtu=MTU,
-                                         netns=netns, peer_ifname="eth0", peer_mac=mac)
+        await manager.create_veth(host_ifname=host, bridge_index=bridge, mtu=MTU,
+                                  netns=netns, peer_ifname="eth0", peer_mac=mac,
+                                  entries=PortEntries(mac, address.ip))
         marks.append(time.perf_counter())
-        await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=mac,
-                                         address=address.ip)
+        await configure_inside(manager, netns, address)
         marks.append(time.perf_counter())
-        inside = await manager.open_container_netns(netns)
-        try:
-            await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
-                                             loopback=True,
-                                             neighbours=((GATEWAY.ip, BRIDGE_MAC),),
-                                             default_routes=(GATEWAY.ip,))
-            marks.append(time.perf_counter())
-        finally:
-            inside.close()
         if phases is not None:
             for phase, (a, b) in zip(PHASES, itertools.pairwise(marks), strict=True):
                 phases.setdefault(phase, []).append(b - a)
     return attach
 
 
+def three_trips_path(manager: LinkManager, bridge: int) -> Attach:
+    """`raw_path` as ops ran it before the port entries joined the veth's round trip."""
+    async def attach(n: int, netns: Path) -> None:
+        host, mac, address = names(n)
+        port = await manager.create_veth(host_ifname=host, bridge_index=bridge, mtu=MTU,
+                                         netns=netns, peer_ifname="eth0", peer_mac=mac)
+        await manager.add_bridge_entries(port_index=port, bridge_index=bridge,
+                                         entries=PortEntries(mac, address.ip))
+        await configure_inside(manager, netns, address)
+    return attach
+
+
+async def configure_inside(manager: LinkManager, netns: Path, address: IPv4Interface) -> None:
+    inside = await manager.open_container_netns(netns)
+    try:
+        await inside.configure_interface(ifname="eth0", address=address, mtu=MTU,
+                                         loopback=True, neighbours=((GATEWAY.ip, BRIDGE_MAC),),
+                                         default_routes=(GATEWAY.ip,))
+    finally:
+        inside.close()
+
+
 def inline_path(workers: NetlinkWorkers, bridge: int) -> Attach:
     """Every step of `raw_path` in one worker job: no thread round trips."""
     def steps(sock: RawRoute, n: int, netns: Path) -> None:
         host, mac, address = names(n)
-        port = create_veth(sock, host_ifname=host, bridge_index=bridge, mtu=MTU, netns=netns,
-                           peer_ifname="eth0", peer_mac=mac)
-        add_bridge_entries(sock, port_index=port, bridge_index=bridge, mac=mac,
-                           address=address.ip, hairpin=False, isolated=False)
+        create_veth(sock, host_ifname=host, bridge_index=bridge, mtu=MTU, netns=netns,
+                    peer_ifname="eth0", peer_mac=mac, entries=PortEntries(mac, address.ip))
         inside = workers.socket_in(netns)
         try:
             configure(inside, ifname="eth0", address=address, mtu=MTU, loopback=True,
@@ -197,6 +209,7 @@ async def bench(containers: list[Path], *, floor_only: bool = False) -> None:
         phases: dict[str, list[float]] = {}
         at_c1: dict[str, list[float]] = {}
         paths = (("pyroute2 (before)", pyroute2_path(ipr, bridge)),
+                 ("raw, 3 round trips (before)", three_trips_path(manager, bridge)),
                  ("raw, worker threads (ops now)", raw_path(manager, bridge, phases)),
                  ("raw, inline in one thread", inline_path(inline, bridge)))
         for label, attach in paths:

@@ -199,6 +199,19 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class PortEntries:
+    """What a bridge port carries for the container behind it: the port's flags, a
+    static fdb entry for the container's `mac`, and permanent bridge neighbours
+    `address` (and `address6`) -> `mac`, so that nothing is learnt or flooded."""
+
+    mac: str
+    address: IPv4Address
+    address6: IPv6Address | None = None
+    hairpin: bool = False
+    isolated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class InterfaceState:
     """An interface inside a container netns, as CNI CHECK verifies it."""
 

@@ -4,6 +4,7 @@ worker threads (`LinkManager` wraps them in coroutines). The lookups (`get_link`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -17,7 +18,7 @@ from ipaddress import (
 )
 from pathlib import Path
 
-from sheep_runtime.model import Link
+from sheep_runtime.model import Link, PortEntries
 from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink import messages as m
 from sheep_runtime.netlink.errors import LinkError, NetlinkBackendError, link_error
@@ -132,10 +133,14 @@ def ensure_bridge(sock: RawRoute, *, name: str, mac: str, gateway: IPv4Interface
 
 
 def create_veth(sock: RawRoute, *, host_ifname: str, bridge_index: int, mtu: int,
-                netns: Path, peer_ifname: str, peer_mac: str) -> int:
+                netns: Path, peer_ifname: str, peer_mac: str,
+                entries: PortEntries | None = None) -> int:
     """One RTM_NEWLINK: the host end enslaved and up, the peer (down) created directly
-    in the netns pinned at `netns`. Returns the host end's ifindex, taken from the
-    echoed message (NLM_F_ECHO costs ~5 us; a GETLINK round trip ~55 us)."""
+    in the netns pinned at `netns`; then, with `entries`, the port's entries
+    (`add_bridge_entries`) on the same socket: if they fail, the veth and any bridge
+    neighbour added are removed before the error is raised. Returns the host end's
+    ifindex, taken from the echoed message (NLM_F_ECHO costs ~5 us; a GETLINK round
+    trip ~55 us)."""
     what = f"create veth {host_ifname} (peer {peer_ifname} in netns {netns})"
     try:
         netns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -148,11 +153,25 @@ def create_veth(sock: RawRoute, *, host_ifname: str, bridge_index: int, mtu: int
         replies = sock.request(msg, what)
     finally:
         os.close(netns_fd)
-    for reply in replies:
-        if c.NLMSGHDR.unpack_from(reply)[1] == c.RTM_NEWLINK:
-            return c.ifindex_of(reply)
-    # kernels before 6.3 do not echo a link creation
-    return sock.ifindex(host_ifname, what)
+    port = next((c.ifindex_of(reply) for reply in replies
+                 if c.NLMSGHDR.unpack_from(reply)[1] == c.RTM_NEWLINK), None)
+    if port is None:  # kernels before 6.3 do not echo a link creation
+        port = sock.ifindex(host_ifname, what)
+    if entries is not None:
+        try:
+            add_bridge_entries(sock, port_index=port, bridge_index=bridge_index,
+                               entries=entries)
+        except LinkError:
+            # the entries' error is the one to report; leak collection takes what stays
+            with contextlib.suppress(LinkError):
+                delete_link(sock, host_ifname)
+            for address in (entries.address, entries.address6):
+                if address is not None:
+                    with contextlib.suppress(LinkError):
+                        remove_bridge_entries(sock, bridge_index=bridge_index,
+                                              address=address)
+            raise
+    return port
 
 
 def set_port(sock: RawRoute, ifname: str, *, master: int) -> int:
@@ -163,20 +182,21 @@ def set_port(sock: RawRoute, ifname: str, *, master: int) -> int:
     return index
 
 
-def add_bridge_entries(sock: RawRoute, *, port_index: int, bridge_index: int, mac: str,
-                       address: IPv4Address, hairpin: bool, isolated: bool,
-                       address6: IPv6Address | None = None) -> None:
-    """One batch: PROXYARP (+ no IPv6 link-local on the host end), static fdb entry
-    for `mac` on the port, permanent neighbour `address` -> `mac` on the bridge.
+def add_bridge_entries(sock: RawRoute, *, port_index: int, bridge_index: int,
+                       entries: PortEntries) -> None:
+    """One batch: the port's flags with PROXYARP (+ no IPv6 link-local on the host
+    end), the static fdb entry and the permanent bridge neighbours of `entries`.
 
     The host end is up but has no carrier until the container end comes up, so its
     addrconf has not run yet and addr_gen_mode none still takes effect here.
     """
+    mac, address, address6 = entries.mac, entries.address, entries.address6
     what = f"add bridge entries for {address} ({mac}) on port {port_index}"
     requests = [
         # PROXYARP stops the multicast of IPv6 neighbour discovery at the port too
-        Request(m.port_settings(port_index, hairpin=hairpin, isolated=isolated,
-                                proxyarp=address6 is None), f"{what}: port flags"),
+        Request(m.port_settings(port_index, hairpin=entries.hairpin,
+                                isolated=entries.isolated, proxyarp=address6 is None),
+                f"{what}: port flags"),
         Request(m.static_fdb(port_index, mac), f"{what}: fdb entry"),
         Request(m.neighbour(bridge_index, address, mac), f"{what}: bridge neighbour"),
     ]

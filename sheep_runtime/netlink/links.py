@@ -4,6 +4,7 @@ bridge ports, routes and sysctls."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -14,7 +15,7 @@ from ipaddress import (
 )
 from pathlib import Path
 
-from sheep_runtime.model import Link
+from sheep_runtime.model import Link, PortEntries
 from sheep_runtime.netlink import host_side
 from sheep_runtime.netlink.container_netns import ContainerNetns, open_container_netns
 from sheep_runtime.netlink.errors import LinkError, NamespaceError
@@ -83,35 +84,35 @@ class LinkManager:
             sock, name=name, mac=mac, gateway=gateway, mtu=mtu, gateway6=gateway6))
 
     async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int, netns: Path,
-                          peer_ifname: str, peer_mac: str) -> int:
+                          peer_ifname: str, peer_mac: str,
+                          entries: PortEntries | None = None) -> int:
         """Create a veth in one RTM_NEWLINK: the host end enslaved to the bridge and
         up, the peer (down) created directly in the netns pinned at `netns` (moving it
-        there afterwards would cost 13-19 ms). Return the host end's index.
+        there afterwards would cost 13-19 ms). With `entries`, the port gets them
+        (`add_bridge_entries`) in the same worker round trip, all or nothing: if they
+        fail, the veth is deleted. Return the host end's index.
 
         An existing name (host side or peer side) fails with errno EEXIST.
         """
         return await self._fast.run(lambda sock: host_side.create_veth(
             sock, host_ifname=host_ifname, bridge_index=bridge_index, mtu=mtu, netns=netns,
-            peer_ifname=peer_ifname, peer_mac=peer_mac))
+            peer_ifname=peer_ifname, peer_mac=peer_mac, entries=entries))
 
-    async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
-                                 address: IPv4Address, hairpin: bool = False,
-                                 isolated: bool = False,
-                                 address6: IPv6Address | None = None) -> None:
-        """Make a container on `port_index` reachable without ARP floods, in one batch:
-        the port's PROXYARP flag (the bridge answers ARP from its neighbour table and
-        floods nothing to the port) and no IPv6 link-local on the host end, a static
-        fdb entry for the container `mac`, and permanent neighbours `address` (and
-        `address6`) -> `mac` on the bridge. Idempotent (replace). Call it before the container end
+    async def add_bridge_entries(self, *, port_index: int, bridge_index: int,
+                                 entries: PortEntries) -> None:
+        """Make the container on `port_index` reachable without ARP floods, in one
+        batch: the port's PROXYARP flag (the bridge answers ARP from its neighbour
+        table and floods nothing to the port) and no IPv6 link-local on the host end,
+        a static fdb entry for the container's MAC, and permanent bridge neighbours
+        for its addresses. Idempotent (replace). Call it before the container end
         comes up. The fdb entry goes with the port; `remove_bridge_entries` removes
-        the neighbour. `hairpin` and `isolated` are the port's other two flags.
+        the neighbours. `hairpin` and `isolated` are the port's other two flags.
 
         The kernel ignores bridge-port attributes in the veth creation message, hence
-        this separate step.
+        a separate batch.
         """
         await self._fast.run(lambda sock: host_side.add_bridge_entries(
-            sock, port_index=port_index, bridge_index=bridge_index, mac=mac,
-            address=address, hairpin=hairpin, isolated=isolated, address6=address6))
+            sock, port_index=port_index, bridge_index=bridge_index, entries=entries))
 
     async def remove_bridge_entries(self, *, bridge_index: int,
                                     address: IPv4Address | IPv6Address) -> bool:
@@ -138,31 +139,46 @@ class LinkManager:
         return await self._deletes.run(lambda sock: host_side.delete_link(sock, ifname))
 
     async def retire_veth(self, ifname: str, *, new_name: str, netns: Path | None = None,
-                          peer_ifname: str = "") -> bool:
+                          peer_ifname: str = "", bridge_index: int | None = None,
+                          neighbours: Sequence[IPv4Address | IPv6Address] = ()) -> bool:
         """Make the veth `ifname` answer for nothing at once and delete it in the
         background (`reaper.py`, within a few ms): the host end goes down, off its
         bridge and is renamed `new_name`; with `netns`, the peer `peer_ifname` in the
         netns pinned there goes down and takes `new_name` too, so both names are free
-        for a new veth. False if `ifname` was already gone. `new_name` stays in
-        `pending_deletions()` until the link is gone."""
+        for a new veth. Then, in the same worker round trip, the bridge `bridge_index`
+        loses its neighbours `neighbours` (whether or not the veth was still there; a
+        failure there raises, the veth retired all the same). False if `ifname` was
+        already gone. `new_name` stays in `pending_deletions()` until the link is
+        gone."""
         def job(sock: RawRoute) -> bool:
-            if netns is not None and peer_ifname:
-                self._retire_peer(netns, peer_ifname, new_name)
-            self.reaper.reserve(new_name)
-            try:
-                retired = host_side.retire_link(sock, ifname, new_name=new_name,
-                                                group=self.reaper.group)
-            except LinkError:
-                # a rename that went through before a later failure is still ours
-                self._settle(sock, new_name)
-                raise
-            if retired:
-                self.reaper.queue(new_name)
-            else:
-                self.reaper.release(new_name)
+            retired = self._retire(sock, ifname, new_name=new_name, netns=netns,
+                                   peer_ifname=peer_ifname)
+            if bridge_index is not None:
+                for address in neighbours:
+                    host_side.remove_bridge_entries(sock, bridge_index=bridge_index,
+                                                    address=address)
             return retired
 
         return await self._fast.run(job)
+
+    def _retire(self, sock: RawRoute, ifname: str, *, new_name: str, netns: Path | None,
+                peer_ifname: str) -> bool:
+        """The retirement of `retire_veth`, blocking (on a worker)."""
+        if netns is not None and peer_ifname:
+            self._retire_peer(netns, peer_ifname, new_name)
+        self.reaper.reserve(new_name)
+        try:
+            retired = host_side.retire_link(sock, ifname, new_name=new_name,
+                                            group=self.reaper.group)
+        except LinkError:
+            # a rename that went through before a later failure is still ours
+            self._settle(sock, new_name)
+            raise
+        if retired:
+            self.reaper.queue(new_name)
+        else:
+            self.reaper.release(new_name)
+        return retired
 
     def _retire_peer(self, netns: Path, peer_ifname: str, new_name: str) -> None:
         """Best effort: a netns that is gone took its links along, and a peer left

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sheep_runtime.errors import AlreadyExists, InvalidArgument, ResourceExhausted
 from sheep_runtime.ipam.base import OffsetPool
 from sheep_runtime.metrics import Metrics
-from sheep_runtime.model import Attachment, Container, Network
+from sheep_runtime.model import Attachment, Container, Network, PortEntries
 from sheep_runtime.names import container_mac
 from sheep_runtime.ops.backends import ContainerLinks, Links, Store
 from sheep_runtime.ops.events import EventBus
@@ -164,22 +164,20 @@ class Attacher:
         container a permanent neighbour for its gateway: no ARP broadcast and no
         dynamic neighbour entry on either side, so every container stays reachable
         with ~1000 ports on one bridge. Hairpin lets a container reach its own
-        published port; isolated ports (icc false) cannot talk to each other."""
+        published port; isolated ports (icc false) cannot talk to each other. The
+        veth and its port entries take one worker round trip."""
         bridge = self._networks.bridge_index(net)
         with self._phase("setup", net, "veth"):
-            port = await self._links.create_veth(
+            await self._links.create_veth(
                 host_ifname=a.host_interface, bridge_index=bridge, mtu=net.mtu,
-                netns=netns, peer_ifname=a.interface_name, peer_mac=a.mac)
+                netns=netns, peer_ifname=a.interface_name, peer_mac=a.mac,
+                entries=_port_entries(a, net))
             undo.push(f"delete veth {a.host_interface}",
                       lambda: self._links.delete_link(a.host_interface))
             for ip in _ips(a):
                 undo.push(f"remove bridge neighbour {ip}",
                           partial(self._links.remove_bridge_entries, bridge_index=bridge,
                                   address=ip))
-            await self._links.add_bridge_entries(
-                port_index=port, bridge_index=bridge, mac=a.mac, address=a.address.ip,
-                hairpin=not net.internal, isolated=not net.icc,
-                address6=a.address6.ip if a.address6 else None)
         with self._phase("setup", net, "address"):
             # one round trip: addresses, up, lo up, permanent gateway neighbours, routes
             gateways: list[IPv4Address | IPv6Address] = [net.gateway]
@@ -197,9 +195,8 @@ class Attacher:
         """Re-add a port's flags, fdb entry and bridge neighbour (lost when the bridge
         is re-made or set down)."""
         await self._links.add_bridge_entries(
-            port_index=port_index, bridge_index=self._networks.bridge_index(net), mac=a.mac,
-            address=a.address.ip, hairpin=not net.internal, isolated=not net.icc,
-            address6=a.address6.ip if a.address6 else None)
+            port_index=port_index, bridge_index=self._networks.bridge_index(net),
+            entries=_port_entries(a, net))
 
     async def replug(self, c: Container, a: Attachment, net: Network) -> None:
         """Re-create the kernel side of a recorded attachment (same address and MAC),
@@ -264,19 +261,15 @@ class Attacher:
     async def _unplug(self, a: Attachment, t: Teardown) -> bool:
         """Retire the veth (down, off the bridge, both ends renamed: it answers for
         nothing and its names are free; the ~20 ms deletion runs in the background)
-        and remove the bridge neighbours; False if the veth remains."""
+        and remove the bridge neighbours, in one worker round trip; False if the veth
+        or a neighbour remains (the address still answers: the lease stays)."""
         c = self._store.container(a.container_id)
         netns = Path(c.netns_path) if c is not None and c.netns_path else None
-        if not await t.step("veth", partial(
-                self._links.retire_veth, a.host_interface, new_name=retired_veth_name(),
-                netns=netns, peer_ifname=a.interface_name)):
-            return False
-        bridge = self._networks.bridge_index_or_none(a.network_id)
-        if bridge is not None:  # a neighbour left by a failure is collected as a leak
-            for ip in _ips(a):
-                await t.step("bridge neighbour", partial(
-                    self._links.remove_bridge_entries, bridge_index=bridge, address=ip))
-        return True
+        return await t.step("veth", partial(
+            self._links.retire_veth, a.host_interface, new_name=retired_veth_name(),
+            netns=netns, peer_ifname=a.interface_name,
+            bridge_index=self._networks.bridge_index_or_none(a.network_id),
+            neighbours=_ips(a)))
 
     def _remove_records(self, attachments: Sequence[Attachment]) -> None:
         for a in attachments:
@@ -305,6 +298,13 @@ def retired_veth_name() -> str:
     """A fresh name for a veth waiting for its deletion: 'shx' + 12 hex (random, so a
     veth retired twice in a row, or re-made and retired again, never clashes)."""
     return RETIRED_VETH_PREFIX + secrets.token_hex(6)
+
+
+def _port_entries(a: Attachment, net: Network) -> PortEntries:
+    """What the bridge port of `a` carries (see `Attacher._plug`)."""
+    return PortEntries(mac=a.mac, address=a.address.ip,
+                       address6=a.address6.ip if a.address6 else None,
+                       hairpin=not net.internal, isolated=not net.icc)
 
 
 def _ips(a: Attachment) -> list[IPv4Address | IPv6Address]:

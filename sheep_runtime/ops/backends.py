@@ -40,6 +40,7 @@ from sheep_runtime.model import (
     LogRecord,
     NameTable,
     Network,
+    PortEntries,
     ProcessHandle,
     ProcessSpec,
 )
@@ -83,10 +84,13 @@ class Links(Protocol):
         """Delete `ifname` (a veth takes its peer along); False if already gone."""
 
     async def retire_veth(self, ifname: str, *, new_name: str, netns: Path | None = None,
-                          peer_ifname: str = "") -> bool:
+                          peer_ifname: str = "", bridge_index: int | None = None,
+                          neighbours: Sequence[IPAddress] = ()) -> bool:
         """Make the veth `ifname` answer for nothing now (down, off its bridge, both
         ends renamed `new_name`; the peer `peer_ifname` in the netns pinned at `netns`)
-        and delete it in the background within a second; False if already gone."""
+        and delete it in the background within a second; then remove the bridge
+        `bridge_index`'s neighbours `neighbours` (also if the veth was gone), whose
+        failure raises. False if the veth was already gone."""
 
     def pending_deletions(self) -> frozenset[str]:
         """Names of retired veths not deleted yet (leak collection leaves them)."""
@@ -107,16 +111,17 @@ class Links(Protocol):
         """Destinations of the IPv6 unicast routes of every routing table."""
 
     async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int,
-                          netns: Path, peer_ifname: str, peer_mac: str) -> int:
+                          netns: Path, peer_ifname: str, peer_mac: str,
+                          entries: PortEntries | None = None) -> int:
         """A veth: host end enslaved and up, the peer born in the netns pinned at
-        `netns`; returns the host end's ifindex. EEXIST on either name is an error."""
+        `netns`, and with `entries` the port's entries (all or nothing: the veth is
+        gone if they fail); returns the host end's ifindex. EEXIST on either name is
+        an error."""
 
-    async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
-                                 address: IPv4Address, hairpin: bool = False,
-                                 isolated: bool = False,
-                                 address6: IPv6Address | None = None) -> None:
-        """PROXYARP and flags on the port, a static fdb entry for `mac` and permanent
-        bridge neighbours `address` (and `address6`) -> `mac` (idempotent)."""
+    async def add_bridge_entries(self, *, port_index: int, bridge_index: int,
+                                 entries: PortEntries) -> None:
+        """The port's flags (with PROXYARP), its static fdb entry and the permanent
+        bridge neighbours of `entries` (idempotent)."""
 
     async def remove_bridge_entries(self, *, bridge_index: int, address: IPAddress
                                     ) -> bool:

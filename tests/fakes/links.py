@@ -15,7 +15,7 @@ from ipaddress import (
 )
 from pathlib import Path
 
-from sheep_runtime.model import InterfaceCounters, InterfaceState, Link
+from sheep_runtime.model import InterfaceCounters, InterfaceState, Link, PortEntries
 from tests.fakes.calls import CallLog
 from tests.fakes.errors import FakeKernelError, FakeLinkError, link_error
 from tests.fakes.kernel import FakeKernel, HostLink, NsLink, check_ifname, fake_mac
@@ -135,7 +135,17 @@ class FakeLinks:
         return self._kernel.delete_host_link(ifname)
 
     async def retire_veth(self, ifname: str, *, new_name: str, netns: Path | None = None,
-                          peer_ifname: str = "") -> bool:
+                          peer_ifname: str = "", bridge_index: int | None = None,
+                          neighbours: Sequence[IPv4Address | IPv6Address] = ()) -> bool:
+        retired = self._retire(ifname, new_name=new_name, netns=netns,
+                               peer_ifname=peer_ifname)
+        if bridge_index is not None:
+            for address in neighbours:
+                await self.remove_bridge_entries(bridge_index=bridge_index, address=address)
+        return retired
+
+    def _retire(self, ifname: str, *, new_name: str, netns: Path | None,
+                peer_ifname: str) -> bool:
         self._record("retire_veth", mutating=True)
         k = self._kernel
         link = k.links.get(ifname)
@@ -192,7 +202,8 @@ class FakeLinks:
         return [n for n in self._kernel.connected_routes() if isinstance(n, IPv6Network)]
 
     async def create_veth(self, *, host_ifname: str, bridge_index: int, mtu: int,
-                          netns: Path, peer_ifname: str, peer_mac: str) -> int:
+                          netns: Path, peer_ifname: str, peer_mac: str,
+                          entries: PortEntries | None = None) -> int:
         self._record("create_veth", mutating=True)
         what = f"create veth {host_ifname} (peer {peer_ifname} in netns {netns})"
         ns = self._kernel.netns.get(netns)
@@ -209,6 +220,15 @@ class FakeLinks:
         ns.links[peer_ifname] = NsLink(index=ns.next_index, name=peer_ifname, kind="veth",
                                        mtu=mtu, mac=peer_mac, peer=host_ifname)
         ns.next_index += 1
+        if entries is not None:
+            try:  # as the backend: a fault here leaves neither veth nor neighbour
+                await self.add_bridge_entries(port_index=host.index,
+                                              bridge_index=bridge_index, entries=entries)
+            except FakeKernelError:
+                self._kernel.delete_host_link(host_ifname)
+                for ip in (entries.address, entries.address6):
+                    bridge.neighbours.pop(ip, None)
+                raise
         return host.index
 
     def _port(self, index: int, bridge_index: int, what: str) -> HostLink:
@@ -219,11 +239,11 @@ class FakeLinks:
             raise link_error(what, errno.EINVAL)
         return port
 
-    async def add_bridge_entries(self, *, port_index: int, bridge_index: int, mac: str,
-                                 address: IPv4Address, hairpin: bool = False,
-                                 isolated: bool = False,
-                                 address6: IPv6Address | None = None) -> None:
+    async def add_bridge_entries(self, *, port_index: int, bridge_index: int,
+                                 entries: PortEntries) -> None:
         self._record("add_bridge_entries", mutating=True)
+        mac, address, address6 = entries.mac, entries.address, entries.address6
+        hairpin, isolated = entries.hairpin, entries.isolated
         what = f"add bridge entries for {address} ({mac}) on port {port_index}"
         bridge = self._kernel.bridge(bridge_index, what)
         port = self._port(port_index, bridge_index, what)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from sheep_runtime.errors import KernelError
+from sheep_runtime.model import PortEntries
 from sheep_runtime.netlink import (
     LinkError,
     LinkManager,
@@ -194,13 +195,13 @@ def test_bridge_entries_and_port_flags(nl_run: NlRun, nl_netns_dir: Path,
         try:
             bridge = await _bridge(manager)
             port = await _veth(manager, bridge, container, "shpport")
-            await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=mac,
-                                             address=address, isolated=True)
+            await manager.add_bridge_entries(port_index=port, bridge_index=bridge,
+                                             entries=PortEntries(mac, address, isolated=True))
             flags = await _port(nl_sandbox, "shpport")
             assert (flags["proxy_arp"], flags["hairpin"], flags["isolated"]) == (
                 True, False, True)
-            await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=mac,
-                                             address=address, hairpin=True)  # idempotent
+            await manager.add_bridge_entries(port_index=port, bridge_index=bridge,
+                                             entries=PortEntries(mac, address, hairpin=True))
             flags = await _port(nl_sandbox, "shpport")
             assert (flags["proxy_arp"], flags["hairpin"], flags["isolated"]) == (
                 True, True, False)
@@ -213,7 +214,7 @@ def test_bridge_entries_and_port_flags(nl_run: NlRun, nl_netns_dir: Path,
                              "permanent") == []
             with pytest.raises(LinkError) as info:
                 await manager.add_bridge_entries(port_index=99999, bridge_index=bridge,
-                                                 mac=mac, address=address)
+                                                 entries=PortEntries(mac, address))
             assert info.value.errno == errno.ENODEV
         finally:
             await manager.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sheep_runtime.model import PortEntries
 from sheep_runtime.netlink import LinkError, LinkManager, NamespaceError, create_pinned_netns
 from sheep_runtime.netlink import codec as c
 from sheep_runtime.netlink import messages as m
@@ -77,9 +78,8 @@ async def _attach(manager: LinkManager, bridge: int, netns: Path, n: int) -> int
     """The attach sequence ops runs, all raw."""
     address = _address(n)
     port = await manager.create_veth(host_ifname=f"shpraw{n}", bridge_index=bridge, mtu=MTU,
-                                     netns=netns, peer_ifname="eth0", peer_mac=_mac(address))
-    await manager.add_bridge_entries(port_index=port, bridge_index=bridge, mac=_mac(address),
-                                     address=address.ip)
+                                     netns=netns, peer_ifname="eth0", peer_mac=_mac(address),
+                                     entries=PortEntries(_mac(address), address.ip))
     inside = await manager.open_container_netns(netns)
     try:
         if n % 2:  # configured first without lo and neighbour: the second run is idempotent
@@ -229,6 +229,30 @@ def test_errors_carry_errno_context_and_kernel_text(nl_run: NlRun, nl_netns_dir:
             inside.close()
             assert ns_info.value.errno == errno.EINVAL
             assert str(plain) in str(ns_info.value)
+        finally:
+            await manager.close()
+
+    nl_run(body)
+
+
+def test_a_veth_whose_port_entries_fail_is_removed_with_them(
+        nl_run: NlRun, containers: list[Path]) -> None:
+    c1, _ = containers
+
+    async def body() -> None:
+        manager, bridge = await _manager()
+        try:
+            # the bridge refuses a static fdb entry for the zero MAC (EINVAL) after the
+            # port flags and before the neighbour: the batch still adds the neighbour
+            with pytest.raises(LinkError) as info:
+                await manager.create_veth(
+                    host_ifname="shpbad", bridge_index=bridge, mtu=MTU, netns=c1,
+                    peer_ifname="eth0", peer_mac="02:5e:0a:4e:00:02",
+                    entries=PortEntries("00:00:00:00:00:00", _address(0).ip))
+            assert info.value.errno == errno.EINVAL and "fdb entry" in str(info.value)
+            assert await manager.get_link("shpbad") is None
+            assert await manager.bridge_neighbours(bridge) == []
+            assert [link["ifname"] for link in await _ip(c1, "link", "show")] == ["lo"]
         finally:
             await manager.close()
 

@@ -4,10 +4,12 @@ the background, each inside its own throwaway sandbox netns."""
 from __future__ import annotations
 
 import asyncio
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
 
+from sheep_runtime.model import PortEntries
 from sheep_runtime.netlink import LinkManager, create_pinned_netns
 from tests.kernel.conftest import NlRun
 from tests.kernel.test_netlink import _bridge, _ip, _started_manager
@@ -52,6 +54,40 @@ def test_retire_frees_both_names_at_once(nl_run: NlRun, nl_sandbox: Path,
             assert names == {"lo", "eth0"}
             assert not await manager.retire_veth("shpnosuch", new_name="shx0000000000ab")
             assert manager.pending_deletions() == set()
+        finally:
+            await manager.close()
+
+    nl_run(body)
+
+
+def test_retire_removes_the_bridge_neighbours_even_of_a_gone_veth(
+        nl_run: NlRun, nl_netns_dir: Path) -> None:
+    container = nl_netns_dir / "c1"
+    create_pinned_netns(container)
+    mac, ip, ip6 = "02:42:0a:4d:02:05", IPv4Address("10.77.0.5"), IPv6Address("fd77::5")
+
+    async def body() -> None:
+        manager = await _started_manager()
+        try:
+            bridge = await _bridge(manager)
+            await manager.create_veth(host_ifname="shpret5", bridge_index=bridge, mtu=1400,
+                                      netns=container, peer_ifname="eth5", peer_mac=mac,
+                                      entries=PortEntries(mac, ip, address6=ip6))
+            assert set(await manager.bridge_neighbours(bridge)) == {ip, ip6}
+            assert await manager.retire_veth("shpret5", new_name="shx0000000000e5",
+                                             netns=container, peer_ifname="eth5",
+                                             bridge_index=bridge, neighbours=(ip, ip6))
+            assert await manager.bridge_neighbours(bridge) == []
+            # what a teardown cut short leaves: a neighbour without its veth
+            await manager.add_bridge_entries(port_index=await _veth(manager, bridge,
+                                                                    container, 6),
+                                             bridge_index=bridge, entries=PortEntries(mac, ip))
+            await manager.delete_link("shpret6")
+            assert await manager.bridge_neighbours(bridge) == [ip]
+            assert not await manager.retire_veth("shpret6", new_name="shx0000000000e6",
+                                                 bridge_index=bridge, neighbours=(ip, ip6))
+            assert await manager.bridge_neighbours(bridge) == []
+            await _gone(manager)
         finally:
             await manager.close()
 

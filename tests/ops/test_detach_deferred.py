@@ -12,7 +12,7 @@ from sheep.runtime.v1 import runtime_pb2 as pb
 from sheep_runtime.ops.attach import RETIRED_VETH_PREFIX
 from tests.fakes.links import FakeLinks
 from tests.ops.daemon import Daemon
-from tests.ops.helpers import collect_leaks, create, leases
+from tests.ops.helpers import collect_leaks, create, leases, rpc_error
 
 
 def _links(d: Daemon) -> FakeLinks:
@@ -77,3 +77,20 @@ async def test_remove_container_retires_every_veth(daemon: Daemon) -> None:
     links.reap()
     assert _retired(daemon) == [] and not [n for n in daemon.machine.kernel.links
                                            if n.startswith("shp") and n != "sheep0"]
+
+
+async def test_a_bridge_neighbour_that_stays_keeps_the_lease(daemon: Daemon) -> None:
+    _links(daemon)
+    (a,) = (await create(daemon, "web")).networks
+    calls, bridge = daemon.machine.calls, daemon.machine.kernel.links["sheep0"]
+    calls.fail_nth(2)  # the retirement goes through, the neighbour's removal fails
+    e = await rpc_error(_detach(daemon, "web"))
+    assert calls.injected == ["links.remove_bridge_entries"], e.details()
+    # the bridge still answers for the address: it is not free, the record stays
+    assert IPv4Address(a.ip_address) in bridge.neighbours
+    assert (await leases(daemon))["sheep0"] == 1
+    assert [x.host_interface for x in daemon.store.inner.attachments()] == [a.host_interface]
+    await _detach(daemon, "web")  # the retry finds the veth gone and removes the rest
+    assert IPv4Address(a.ip_address) not in bridge.neighbours
+    assert (await leases(daemon)).get("sheep0", 0) == 0
+    assert daemon.store.inner.attachments() == []
