@@ -178,7 +178,8 @@ def _start_monitors(rt: Runtime, backends: Backends) -> None:
     repair. A monitor that dies takes the daemon down (it would be blind otherwise)."""
     metrics = rt.metrics
     monitor = NetlinkMonitor(on_event=lambda kind, lag: _count_event(metrics, kind, lag),
-                             on_resync=metrics.netlink_resyncs.inc)
+                             on_resync=metrics.netlink_resyncs.inc, skip=rt.healer.ignores,
+                             on_skip=lambda kind: metrics.netlink_events.labels(kind).inc())
     rt.tasks.service("netlink-monitor", lambda: monitor.run(rt.healer.handle), restart=False)
     assert isinstance(backends.firewall, Firewall)
     fw_monitor = FirewallMonitor(firewall=backends.firewall)

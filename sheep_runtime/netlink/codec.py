@@ -192,6 +192,24 @@ def decode_link(buf: Buffer, offset: int, end: int) -> tuple[Link, bool] | None:
     return link, IFLA_NEW_NETNSID in a or IFLA_NEW_IFINDEX in a
 
 
+def link_name(buf: Buffer, offset: int, end: int) -> str | None:
+    """The IFLA_IFNAME of an AF_UNSPEC RTM_NEWLINK/RTM_DELLINK payload, found without
+    decoding the rest (the kernel puts it first of ~40 attributes); None if absent
+    or for another family."""
+    if end - offset < IFINFOMSG.size or buf[offset] != socket.AF_UNSPEC:
+        return None
+    offset += IFINFOMSG.size
+    unpack = NLATTR.unpack_from
+    while offset + 4 <= end:
+        size, kind = unpack(buf, offset)
+        if size < 4 or offset + size > end:
+            return None
+        if kind & NLA_TYPE_MASK == IFLA_IFNAME:
+            return text(buf[offset + 4:offset + size])
+        offset += (size + 3) & ~3
+    return None
+
+
 def decode_link_stats(buf: Buffer, offset: int, end: int) -> InterfaceCounters | None:
     """The IFLA_STATS64 counters of an RTM_NEWLINK payload; None if it has none (a
     request with RTEXT_FILTER_SKIP_STATS, or an AF_BRIDGE message)."""

@@ -18,6 +18,7 @@ ACKs each one.
 
 from __future__ import annotations
 
+import ctypes
 import errno as errnos
 import fcntl
 import os
@@ -36,7 +37,7 @@ Decoder = Callable[[bytearray, int, int], T | None]
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 1, 10, 11
-SO_RCVBUFFORCE = 33  # not exported by Python's socket module
+SO_RCVBUFFORCE, SO_ATTACH_FILTER = 33, 26  # not exported by Python's socket module
 RECV_BUFFER = 1 << 17  # above any datagram the kernel sends (dump batches are <= 32 KiB)
 _TIMEOUT = struct.pack("=qq", 30, 0)  # SO_RCVTIMEO: a lost reply must not hang a worker
 _DUMP_RETRIES = 3  # a dump that raced with changes (NLM_F_DUMP_INTR) is redone
@@ -54,12 +55,32 @@ class Request:
         self.msg, self.what, self.ok = msg, what, ok
 
 
-def subscribe(protocol: int, groups: Sequence[int], *, rcvbuf: int) -> socket.socket:
+_SOCK_FILTER = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+_SOCK_FPROG = struct.Struct("HP")  # struct sock_fprog: length, pointer (native layout)
+BpfInsn = tuple[int, int, int, int]
+
+
+def attach_filter(sock: socket.socket, program: Sequence[BpfInsn]) -> None:
+    """Attach the classic BPF `program` ((code, jt, jf, k) instructions) to `sock`:
+    the kernel runs it on each message before queueing it, and drops those for which
+    it returns 0 (they cost no wakeup, no receive and no room in the buffer). On a
+    netlink socket the program sees the message from its nlmsghdr on."""
+    code = ctypes.create_string_buffer(b"".join(_SOCK_FILTER.pack(*i) for i in program))
+    # the kernel copies the program during the call: `code` only has to outlive it
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    _SOCK_FPROG.pack(len(program), ctypes.addressof(code)))
+
+
+def subscribe(protocol: int, groups: Sequence[int], *, rcvbuf: int,
+              program: Sequence[BpfInsn] = ()) -> socket.socket:
     """A non-blocking netlink socket of `protocol` in the calling thread's netns,
     joined to the multicast `groups` (group numbers, not masks), with a receive
-    buffer of `rcvbuf` bytes (beyond net.core.rmem_max when allowed: as root)."""
+    buffer of `rcvbuf` bytes (beyond net.core.rmem_max when allowed: as root) and
+    the socket filter `program` if given (`attach_filter`)."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
     try:
+        if program:
+            attach_filter(sock, program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
         except PermissionError:

@@ -25,7 +25,7 @@ from sheep_runtime.model import (
     Resync,
 )
 from sheep_runtime.names import HOST_VETH_PREFIX
-from sheep_runtime.ops.attach import Attacher
+from sheep_runtime.ops.attach import RETIRED_VETH_PREFIX, Attacher
 from sheep_runtime.ops.backends import Links, Store
 from sheep_runtime.ops.containers import ContainerService
 from sheep_runtime.ops.events import EventBus
@@ -54,6 +54,13 @@ class Healer:
         self._again: dict[str, bool] = {}  # key -> re-run with entries
 
     # -- events -------------------------------------------------------------------
+
+    def ignores(self, name: str) -> bool:
+        """True if no event of the link `name` can call for a check (the monitor then
+        does not decode it): a veth being attached or detached, whose attach or detach
+        makes the changes, or a retired one, deleted in the background."""
+        return ((name in self._attacher.in_flight or name.startswith(RETIRED_VETH_PREFIX))
+                and self._network_of_bridge(name) is None)
 
     async def handle(self, ev: KernelEvent) -> None:
         """Netlink monitor handler: schedule the checks an event calls for."""

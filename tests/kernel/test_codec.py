@@ -82,6 +82,17 @@ def test_monitor_decodes_a_datagram_into_model_events() -> None:
                                     address=IPv4Interface("10.0.0.2/24"), received_at=5.0)
 
 
+def test_skipped_link_events_are_counted_not_decoded() -> None:
+    datagram = _newlink(12, "shp0a1b") + _newlink(13, "shp0a1c") + _newlink(
+        12, "shp0a1b", family=socket.AF_BRIDGE)
+    assert c.link_name(datagram, 16, len(datagram) // 3) == "shp0a1b"
+    skipped: list[str] = []
+    events = decode(datagram, len(datagram), 1.0, skip=lambda name: name == "shp0a1b",
+                    on_skip=skipped.append)
+    assert [e.link.name for e in events if isinstance(e, LinkEvent)] == ["shp0a1c"]
+    assert skipped == ["link.new"]  # the AF_BRIDGE message has no name of its own
+
+
 def _error(code: int, *, request: bytes, extack: str | None, capped: bool) -> bytes:
     flags = (c.NLM_F_CAPPED if capped else 0) | (c.NLM_F_ACK_TLVS if extack else 0)
     body = struct.pack("=i", -code) + (request[:16] if capped else request)

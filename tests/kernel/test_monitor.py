@@ -8,8 +8,10 @@ the sandbox (and every link in it) goes away at teardown, whatever happened.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +24,9 @@ import uvloop
 
 from sheep_runtime.model import AddressEvent, Link, LinkEvent, Resync
 from sheep_runtime.netlink import NetlinkMonitor, create_pinned_netns, run_in_netns
+from sheep_runtime.netlink import codec as c
+from sheep_runtime.netlink.monitor import NO_BRIDGE_PORT_MESSAGES
+from sheep_runtime.netlink.raw import subscribe
 from tests.kernel.conftest import NlRun
 
 pytestmark = pytest.mark.kernel
@@ -146,6 +151,58 @@ def test_handler_error_ends_run_and_closes_sockets(nl_run: NlRun) -> None:
         assert _fd_count() == fds
 
     nl_run(body)
+
+
+def test_links_the_handler_ignores_are_counted_not_handled(nl_run: NlRun,
+                                                           nl_sandbox: Path) -> None:
+    async def body() -> None:
+        recorder, skipped = Recorder(), collections.Counter[str]()
+        monitor = NetlinkMonitor(skip=lambda name: name.startswith("mvskip"),
+                                 on_skip=lambda kind: skipped.update([kind]))
+        async with _monitoring(monitor, recorder, recorder):
+            await _ip(nl_sandbox, "link", "add", "mvskip0", "type", "veth", "peer", "name",
+                      "mvkeep0")
+            await recorder.link("mvkeep0")
+            await _ip(nl_sandbox, "link", "del", "mvkeep0")
+            await recorder.link("mvkeep0", action="del")
+        assert [e.link.name for e in recorder.events if isinstance(e, LinkEvent)] == [
+            "mvkeep0", "mvkeep0"]
+        assert skipped["link.new"] >= 1 and skipped["link.del"] == 1
+
+    nl_run(body)
+
+
+def test_the_monitor_socket_drops_bridge_port_messages_in_the_kernel(
+        nl_run: NlRun, nl_sandbox: Path) -> None:
+    groups = (c.RTNLGRP_LINK, c.RTNLGRP_IPV4_IFADDR)
+
+    async def body() -> None:
+        with (subscribe(socket.NETLINK_ROUTE, groups, rcvbuf=1 << 20) as plain,
+              subscribe(socket.NETLINK_ROUTE, groups, rcvbuf=1 << 20,
+                        program=NO_BRIDGE_PORT_MESSAGES) as filtered):
+            for argv in (("link", "add", "mtbr0", "type", "bridge"),
+                         ("link", "add", "mva", "type", "veth", "peer", "name", "mvb"),
+                         ("link", "set", "mva", "master", "mtbr0", "up"),
+                         ("addr", "add", "10.98.0.1/24", "dev", "mtbr0"),
+                         ("link", "del", "mva")):
+                await _ip(nl_sandbox, *argv)
+            seen = {sock: collections.Counter(_families(sock)) for sock in (plain, filtered)}
+        assert seen[plain][socket.AF_BRIDGE] > 0
+        assert seen[filtered] == seen[plain] - collections.Counter(
+            {socket.AF_BRIDGE: seen[plain][socket.AF_BRIDGE]})
+
+    nl_run(body)
+
+
+def _families(sock: socket.socket) -> list[int]:
+    """The family byte of every message queued on `sock` (it is drained)."""
+    buf, found = bytearray(1 << 17), []
+    while True:
+        try:
+            size = sock.recv_into(buf)
+        except BlockingIOError:
+            return found
+        found += [buf[offset] for _, _, _, offset, _ in c.headers(buf, size)]
 
 
 async def _link_and_address_scenario(netns: Path) -> None:

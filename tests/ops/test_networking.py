@@ -10,6 +10,7 @@ import grpc
 import pytest
 from sheep.runtime.v1 import runtime_pb2 as pb
 
+from sheep_runtime.ops.attach import RETIRED_VETH_PREFIX
 from sheep_runtime.ops.events import EventFilter
 from tests.ops.daemon import Daemon
 from tests.ops.helpers import changes, create, create_network, leases, net, port, rpc_error
@@ -128,3 +129,16 @@ async def test_a_tampered_firewall_table_is_restored(daemon: Daemon) -> None:
     assert fw.state == applied
     assert [e.type for e in daemon.rt.events.recent(EventFilter(type_prefix="firewall."))] == [
         "firewall.repaired"]
+
+
+async def test_the_healer_skips_only_veths_in_flight_or_retired(daemon: Daemon) -> None:
+    (a,) = (await create(daemon, "web")).networks
+    healer, in_flight = daemon.rt.healer, daemon.rt.attacher.in_flight
+    assert not healer.ignores(a.host_interface)  # attached: a change of it is damage
+    assert not healer.ignores("sheep0")
+    assert healer.ignores(f"{RETIRED_VETH_PREFIX}0123456789ab")
+    in_flight.add(a.host_interface)
+    try:
+        assert healer.ignores(a.host_interface)
+    finally:
+        in_flight.discard(a.host_interface)
