@@ -106,7 +106,8 @@ class LinkManager:
         a static fdb entry for the container's MAC, and permanent bridge neighbours
         for its addresses. Idempotent (replace). Call it before the container end
         comes up. The fdb entry goes with the port; `remove_bridge_entries` removes
-        the neighbours. `hairpin` and `isolated` are the port's other two flags.
+        the neighbours. The entries' `hairpin` and `isolated` are the port's other
+        two flags.
 
         The kernel ignores bridge-port attributes in the veth creation message, hence
         a separate batch.
