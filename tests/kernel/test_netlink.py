@@ -200,8 +200,9 @@ def test_bridge_entries_and_port_flags(nl_run: NlRun, nl_netns_dir: Path,
             flags = await _port(nl_sandbox, "shpport")
             assert (flags["proxy_arp"], flags["hairpin"], flags["isolated"]) == (
                 True, False, True)
-            await manager.add_bridge_entries(port_index=port, bridge_index=bridge,
-                                             entries=PortEntries(mac, address, hairpin=True))
+            await manager.add_bridge_entries(  # idempotent
+                port_index=port, bridge_index=bridge,
+                entries=PortEntries(mac, address, hairpin=True))
             flags = await _port(nl_sandbox, "shpport")
             assert (flags["proxy_arp"], flags["hairpin"], flags["isolated"]) == (
                 True, True, False)

@@ -79,9 +79,9 @@ def test_retire_removes_the_bridge_neighbours_even_of_a_gone_veth(
                                              bridge_index=bridge, neighbours=(ip, ip6))
             assert await manager.bridge_neighbours(bridge) == []
             # what a teardown cut short leaves: a neighbour without its veth
-            await manager.add_bridge_entries(port_index=await _veth(manager, bridge,
-                                                                    container, 6),
-                                             bridge_index=bridge, entries=PortEntries(mac, ip))
+            port = await _veth(manager, bridge, container, 6)
+            await manager.add_bridge_entries(port_index=port, bridge_index=bridge,
+                                             entries=PortEntries(mac, ip))
             await manager.delete_link("shpret6")
             assert await manager.bridge_neighbours(bridge) == [ip]
             assert not await manager.retire_veth("shpret6", new_name="shx0000000000e6",
