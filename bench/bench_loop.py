@@ -7,7 +7,9 @@ every 100 ms, idle and while 8 clients create containers, in the same run.
   make `--creates` CreateContainer calls (no image: `/bin/sleep 3600` on the host's
   read-only root, default network).
 - sheepd's own view: the delta of its `sheep_event_loop_lag_seconds` histogram over
-  the load (how late a 100 ms timer fired), as counts above 5, 10 and 25 ms.
+  the load (how late a 100 ms timer fired), as counts above 5, 10 and 25 ms, and of
+  `sheep_event_loop_cpu_wait_seconds` (how long of each 100 ms its loop's thread was
+  ready to run but had no CPU): lag that the CPU wait matches is the host's.
 - the floor: a twin gRPC server (uvloop, the same service, a Version that does nothing,
   no other work) in a process of its own, probed the same way during the same load:
   what the machine's scheduling leaves of the target for any Python gRPC server.
@@ -47,8 +49,8 @@ TARGET_P99, TARGET_MAX = 0.005, 0.020  # issue #16: Version under load
 INTERVAL = 0.1
 COMMAND = ("/bin/sleep", "3600")
 CALL_TIMEOUT = 60.0
-LAG_RE = re.compile(r'^sheep_event_loop_lag_seconds_(bucket|sum|count)(?:\{le="([^"]+)"\})? '
-                    r'(\S+)$', re.MULTILINE)
+HISTOGRAM_RE = r'^{}_(bucket|sum|count)(?:\{{le="([^"]+)"\}})? (\S+)$'
+LOOP_HISTOGRAMS = ("sheep_event_loop_lag_seconds", "sheep_event_loop_cpu_wait_seconds")
 
 
 def pct(samples: Sequence[float], q: float) -> float:
@@ -139,12 +141,30 @@ def twin_server(tmp: Path) -> Iterator[Path]:
         child.wait()
 
 
-def loop_lag(box: Sandbox) -> dict[str, float]:
-    """sheepd's loop-lag histogram: cumulative buckets by `le`, `sum` and `count`."""
-    out: dict[str, float] = {}
-    for kind, le, value in LAG_RE.findall(box.metrics()):
-        out[le if kind == "bucket" else kind] = float(value)
+Histogram = dict[str, float]  # cumulative buckets by `le`, `sum` and `count`
+
+
+def loop_histograms(box: Sandbox) -> list[Histogram]:
+    """sheepd's loop-lag and loop CPU-wait histograms."""
+    text = box.metrics()
+    out = []
+    for name in LOOP_HISTOGRAMS:
+        h: Histogram = {}
+        for kind, le, value in re.findall(HISTOGRAM_RE.format(name), text, re.MULTILINE):
+            h[le if kind == "bucket" else kind] = float(value)
+        out.append(h)
     return out
+
+
+def delta_line(what: str, before: Histogram, after: Histogram) -> str:
+    """What a histogram gained over the load: how many samples, how many above 5, 10
+    and 25 ms, their mean."""
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    n = d.get("count", 0.0)
+    above = {ms: n - d.get(le, n) for ms, le in ((5, "0.005"), (10, "0.01"), (25, "0.025"))}
+    return (f"{what} during the load: {n:.0f} samples, "
+            + ", ".join(f"{v:.0f} > {ms} ms" for ms, v in above.items())
+            + f", mean {d.get('sum', 0.0) / max(n, 1) * 1e3:.2f} ms")
 
 
 def line(name: str, lat: Sequence[float]) -> str:
@@ -213,10 +233,10 @@ def main() -> None:
         ids: list[str] = []
         try:
             idle = prober.probe(threading.Event(), limit=a.idle)
-            before = loop_lag(box)
+            before = loop_histograms(box)
             (lat, floor), created, wall = load(box, (prober, Prober(twin)), a.creates,
                                                a.clients, ids)
-            after = loop_lag(box)
+            after = loop_histograms(box)
         finally:
             remove(box, ids)
         print(f"{a.creates} creates from {a.clients} clients in {wall:.1f} s "
@@ -225,12 +245,8 @@ def main() -> None:
         print(line("Version idle", idle))
         print(line("Version under load", lat))
         print(line("twin under load", floor))
-        d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-        n = d.get("count", 0.0)
-        above = {ms: n - d.get(le, n) for ms, le in ((5, "0.005"), (10, "0.01"), (25, "0.025"))}
-        print(f"loop lag during the load: {n:.0f} samples, "
-              + ", ".join(f"{v:.0f} > {ms} ms" for ms, v in above.items())
-              + f", mean {d.get('sum', 0.0) / max(n, 1) * 1e3:.2f} ms")
+        print(delta_line("loop lag", before[0], after[0]))
+        print(delta_line("loop CPU wait", before[1], after[1]))
         print(f"Version under load vs idle: p50 {pct(lat, 0.5) / pct(idle, 0.5):.1f}x, "
               f"p99 {pct(lat, 0.99) / pct(idle, 0.99):.1f}x")
         print(f"Version under load vs the twin's (the floor): p50 "

@@ -111,6 +111,11 @@ class Metrics:
             "sheep_event_loop_lag_seconds",
             "How late the event loop ran a callback scheduled 100 ms ahead.",
             buckets=LATENCY_BUCKETS, registry=r)
+        self.loop_cpu_wait = Histogram(
+            "sheep_event_loop_cpu_wait_seconds",
+            "Per 100 ms of the loop-lag measure, how long the loop's thread was ready to "
+            "run but had no CPU (the host's CPUs were busy, not the loop).",
+            buckets=LATENCY_BUCKETS, registry=r)
         self.task_failures = Counter(
             "sheep_task_failures", "Background tasks that died of an unexpected error.",
             ["task"], registry=r)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from sheep_runtime.metrics import Metrics
+from sheep_runtime.schedstat import thread_cpu_wait
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,14 @@ LOOP_LAG_INTERVAL = 0.1
 
 async def measure_loop_lag(metrics: Metrics) -> None:
     """Every 100 ms, observe how much later than asked the loop woke us: anything that
-    blocks the loop (a slow syscall, a big JSON) shows here."""
+    blocks the loop (a slow syscall, a big JSON) shows here. Also how long of those
+    100 ms the loop's thread waited for a CPU, which tells a busy loop from a busy host."""
     loop = asyncio.get_running_loop()
+    waited = thread_cpu_wait()
     while True:
         due = loop.time() + LOOP_LAG_INTERVAL
         await asyncio.sleep(LOOP_LAG_INTERVAL)
         metrics.loop_lag.observe(max(0.0, loop.time() - due))
+        if waited is not None and (now := thread_cpu_wait()) is not None:
+            metrics.loop_cpu_wait.observe(now - waited)
+            waited = now
