@@ -9,7 +9,8 @@ every 100 ms, idle and while 8 clients create containers, in the same run.
 - sheepd's own view: the delta of its `sheep_event_loop_lag_seconds` histogram over
   the load (how late a 100 ms timer fired), as counts above 5, 10 and 25 ms, and of
   `sheep_event_loop_cpu_wait_seconds` (how long of each 100 ms its loop's thread was
-  ready to run but had no CPU): lag that the CPU wait matches is the host's.
+  ready to run but had no CPU): a loop thread that waits for a CPU is held up by
+  the host, not by the daemon's own work.
 - the floor: a twin gRPC server (uvloop, the same service, a Version that does nothing,
   no other work) in a process of its own, probed the same way during the same load:
   what the machine's scheduling leaves of the target for any Python gRPC server.
