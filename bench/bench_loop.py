@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
 import select
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import grpc
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,8 +50,7 @@ TARGET_P99, TARGET_MAX = 0.005, 0.020  # issue #16: Version under load
 INTERVAL = 0.1
 COMMAND = ("/bin/sleep", "3600")
 CALL_TIMEOUT = 60.0
-HISTOGRAM_RE = r'^{}_(bucket|sum|count)(?:\{{le="([^"]+)"\}})? (\S+)$'
-LOOP_HISTOGRAMS = ("sheep_event_loop_lag_seconds", "sheep_event_loop_cpu_wait_seconds")
+LOOP_LAG, LOOP_CPU_WAIT = "sheep_event_loop_lag_seconds", "sheep_event_loop_cpu_wait_seconds"
 
 
 def pct(samples: Sequence[float], q: float) -> float:
@@ -145,15 +144,14 @@ def twin_server(tmp: Path) -> Iterator[Path]:
 Histogram = dict[str, float]  # cumulative buckets by `le`, `sum` and `count`
 
 
-def loop_histograms(box: Sandbox) -> list[Histogram]:
-    """sheepd's loop-lag and loop CPU-wait histograms."""
-    text = box.metrics()
-    out = []
-    for name in LOOP_HISTOGRAMS:
-        h: Histogram = {}
-        for kind, le, value in re.findall(HISTOGRAM_RE.format(name), text, re.MULTILINE):
-            h[le if kind == "bucket" else kind] = float(value)
-        out.append(h)
+def loop_histograms(box: Sandbox) -> dict[str, Histogram]:
+    """sheepd's loop-lag and loop CPU-wait histograms, by metric name."""
+    out: dict[str, Histogram] = {LOOP_LAG: {}, LOOP_CPU_WAIT: {}}
+    for family in text_string_to_metric_families(box.metrics()):
+        if family.name in out:
+            for sample in family.samples:
+                kind = sample.name.removeprefix(family.name + "_")
+                out[family.name][sample.labels["le"] if kind == "bucket" else kind] = sample.value
     return out
 
 
@@ -246,8 +244,8 @@ def main() -> None:
         print(line("Version idle", idle))
         print(line("Version under load", lat))
         print(line("twin under load", floor))
-        print(delta_line("loop lag", before[0], after[0]))
-        print(delta_line("loop CPU wait", before[1], after[1]))
+        print(delta_line("loop lag", before[LOOP_LAG], after[LOOP_LAG]))
+        print(delta_line("loop CPU wait", before[LOOP_CPU_WAIT], after[LOOP_CPU_WAIT]))
         print(f"Version under load vs idle: p50 {pct(lat, 0.5) / pct(idle, 0.5):.1f}x, "
               f"p99 {pct(lat, 0.99) / pct(idle, 0.99):.1f}x")
         print(f"Version under load vs the twin's (the floor): p50 "
