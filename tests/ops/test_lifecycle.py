@@ -226,8 +226,9 @@ async def test_wait_returns_the_exit_code_when_it_comes(daemon: Daemon) -> None:
 async def test_auto_remove_removes_it_at_exit_leaving_nothing(daemon: Daemon) -> None:
     base = await daemon.snapshot()
     c = await created(daemon, "tmp", auto_remove=True)
+    # since its creation: the event counts even if it comes before the stream is set up
     removed = daemon.api.WatchEvents(pb.WatchEventsRequest(
-        filters={"container": c.id, "type": "container.removed"}))
+        filters={"container": c.id, "type": "container.removed"}, since=c.created_at))
     daemon.machine.processes.exit(c.id, 0)
     # published once everything of it is gone, its dir last, after its record
     event = await asyncio.wait_for(removed.read(), HANG_GUARD)
